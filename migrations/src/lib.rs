@@ -1,0 +1,2 @@
+//! Glia's index schema.
+pub use sea_orm_migration::prelude::*;
