@@ -1,1 +1,95 @@
-fn main() {}
+//! The `glia` binary: parses the CLI, loads the configuration, sets up logging, and
+//! runs a subcommand (`serve` by default, `migrate`, `import`).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use glia::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(name = "glia", version, about = "Glia: a DICOM-native PACS node")]
+struct Cli {
+    /// Configuration file (optional; defaults apply when it does not exist).
+    #[arg(long, global = true, default_value = "config.toml")]
+    config: PathBuf,
+    /// Override a configuration key: --set section.key=value (repeatable; wins over env).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the node (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Import DICOM files and folders through the ingest path.
+    Import {
+        /// Files or folders (searched recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Files in flight at once.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+    },
+}
+
+fn init_logging(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(cfg.log.level.clone()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(&cli.config, &cli.set).context("loading configuration")?;
+    init_logging(&config);
+    tracing::info!(config = %cli.config.display(), version = env!("CARGO_PKG_VERSION"), "configuration loaded");
+
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let node = glia::app::start(config).await.context("starting the node")?;
+            let token = node.shutdown_token();
+            tokio::spawn(async move {
+                glia::app::shutdown_signal().await;
+                token.cancel();
+            });
+            node.wait().await;
+            tracing::info!("stopped");
+        }
+        Command::Migrate => {
+            let conn = glia::db::connect(&config.database.url, 1).await?;
+            glia::db::migrate(&conn).await?;
+            tracing::info!("migrations applied");
+        }
+        Command::Import { paths, parallel } => {
+            let state = glia::app::open_state(config).await?;
+            let summary = glia::import::run(&state.ingestor, &paths, parallel, true).await;
+            println!(
+                "stored: {}  duplicate: {}  rejected: {}",
+                summary.stored,
+                summary.duplicates,
+                summary.rejected.len()
+            );
+            for (file, reason) in &summary.rejected {
+                println!("  rejected {}: {}", file.display(), reason);
+            }
+            if !summary.rejected.is_empty() && summary.stored + summary.duplicates == 0 {
+                std::process::exit(2);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,2 +1,16 @@
-//! Glia's index schema.
+//! Glia's index schema as sea-orm migrations: the same code creates it on SQLite and
+//! on PostgreSQL. Run by `glia migrate` and at every start-up.
+
 pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_index;
+
+/// All migrations, oldest first.
+pub struct Migrator;
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_index::Migration)]
+    }
+}

@@ -1,0 +1,17 @@
+//! The typed HTTP API (poem-openapi): one `#[OpenApi]` struct per resource, DTOs
+//! only (never sea-orm models), no SQL in handlers (the repo layer does that).
+
+pub mod health;
+
+use poem_openapi::OpenApiService;
+
+use crate::app::AppState;
+
+/// All API resources, combined into one OpenAPI service.
+pub type ApiRoot = health::HealthApi;
+
+/// Build the OpenAPI service (mounted under `/api`, spec at `/api/openapi.json`).
+pub fn service(state: AppState) -> OpenApiService<ApiRoot, ()> {
+    OpenApiService::new(health::HealthApi { state }, "Glia", env!("CARGO_PKG_VERSION"))
+        .server("/api")
+}

@@ -1,0 +1,179 @@
+//! Start-up and shutdown of a node, linear and logged:
+//! config → database + migrations → store → (model, workers: later issues) → DIMSE → HTTP.
+//! One cancellation token stops everything.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::db::{self, DbError, IndexRepo};
+use crate::dimse::{DimseContext, DimseServer};
+use crate::http::HttpServer;
+use crate::ingest::{Ingestor, Spool};
+use crate::metrics::Metrics;
+use crate::store::{BlobStore, StoreError};
+
+/// Shared state handed to every surface.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub repo: IndexRepo,
+    pub store: BlobStore,
+    pub ingestor: Ingestor,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Errors during start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("spool directory: {0}")]
+    Spool(std::io::Error),
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Open the database (running migrations), the blob store and the spool; build the
+/// shared state. Used by `serve` and `import`.
+pub async fn open_state(config: Config) -> Result<AppState, StartError> {
+    let conn = db::connect(&config.database.url, config.database.max_connections).await?;
+    db::migrate(&conn).await?;
+    tracing::info!(backend = db::backend_name(&conn), "index database ready (migrations applied)");
+
+    let store = BlobStore::from_config(&config.storage)?;
+    store.probe().await?;
+    tracing::info!(store = store.describe(), "blob store ready");
+
+    let spool = Spool::new(&config.ingest.spool_dir).map_err(StartError::Spool)?;
+    let cleaned = spool.clean().map_err(StartError::Spool)?;
+    if cleaned > 0 {
+        tracing::warn!(files = cleaned, "removed spool leftovers of an interrupted run");
+    }
+
+    let metrics = Arc::new(Metrics::new());
+    let repo = IndexRepo::new(conn);
+    let ingestor = Ingestor::new(
+        store.clone(),
+        repo.clone(),
+        spool,
+        config.ingest.duplicate_policy,
+        metrics.clone(),
+    );
+    Ok(AppState {
+        config: Arc::new(config),
+        repo,
+        store,
+        ingestor,
+        metrics,
+    })
+}
+
+/// A started node.
+pub struct RunningNode {
+    pub dimse_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub state: AppState,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// The token that stops the node.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stop and wait for the listeners to drain.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+
+    /// Wait until the node has stopped (after the token is cancelled).
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Start a node: state, DIMSE listener, HTTP server.
+pub async fn start(config: Config) -> Result<RunningNode, StartError> {
+    let state = open_state(config).await?;
+    let cfg = state.config.clone();
+    let shutdown = CancellationToken::new();
+
+    // (The segmentation model and job workers start here in later issues.)
+
+    let dimse_addr = SocketAddr::new(cfg.dimse.bind, cfg.dimse.port);
+    let dimse = DimseServer::bind(DimseContext {
+        config: cfg.dimse.clone(),
+        ingestor: state.ingestor.clone(),
+        metrics: state.metrics.clone(),
+    })
+    .await
+    .map_err(|source| StartError::Bind {
+        what: "DIMSE",
+        addr: dimse_addr,
+        source,
+    })?;
+    let dimse_addr = dimse.local_addr().unwrap_or(dimse_addr);
+    tracing::info!(ae_title = %cfg.dimse.ae_title, addr = %dimse_addr, "DIMSE listener up");
+
+    let http_addr = SocketAddr::new(cfg.http.bind, cfg.http.port);
+    let http = HttpServer::bind(http_addr, state.clone())
+        .await
+        .map_err(|source| StartError::Bind {
+            what: "HTTP",
+            addr: http_addr,
+            source,
+        })?;
+    let http_addr = http.local_addr().unwrap_or(http_addr);
+    tracing::info!(addr = %http_addr, "HTTP server up");
+
+    let t1 = tokio::spawn(dimse.run(shutdown.clone()));
+    let token = shutdown.clone();
+    let t2 = tokio::spawn(async move {
+        if let Err(e) = http.run(token).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    Ok(RunningNode {
+        dimse_addr,
+        http_addr,
+        state,
+        shutdown,
+        tasks: vec![t1, t2],
+    })
+}
+
+/// Resolve when SIGTERM or Ctrl-C arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C received; shutting down"),
+        _ = term => tracing::info!("SIGTERM received; shutting down"),
+    }
+}

@@ -1,0 +1,322 @@
+//! The one typed configuration tree.
+//!
+//! Sources, later ones winning: built-in defaults (the same values the checked-in
+//! `config.toml` documents), the TOML file given with `--config` (default
+//! `./config.toml`, optional), environment variables `GLIA__SECTION__KEY`
+//! (e.g. `GLIA__DIMSE__PORT=11113`), then CLI flags (`--set section.key=value`).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Errors while loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error("configuration: {0}")]
+    Figment(#[from] Box<figment::Error>),
+}
+
+/// The whole configuration of a node.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub dimse: DimseConfig,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub storage: StorageConfig,
+    pub ingest: IngestConfig,
+    pub log: LogConfig,
+}
+
+/// `[dimse]`: the DICOM upper-layer listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DimseConfig {
+    /// Our AE title.
+    pub ae_title: String,
+    /// Address to bind.
+    pub bind: IpAddr,
+    /// TCP port (0 = ephemeral, useful in tests).
+    pub port: u16,
+    /// Concurrent associations; the excess is rejected (transient, local limit exceeded).
+    pub max_associations: usize,
+    /// Largest P-DATA PDU we accept (bytes); advertised in A-ASSOCIATE-AC.
+    pub max_pdu_length: u32,
+    /// Reject associations whose called AE title is not ours.
+    pub check_called_ae: bool,
+    /// Reject calling AE titles that are not listed in `[[dimse.peers]]`.
+    pub require_known_peers: bool,
+    /// Seconds to wait for the A-ASSOCIATE-RQ after a connection opens.
+    pub association_timeout_secs: u64,
+    /// Seconds a read may stall inside an association before it is aborted.
+    pub read_timeout_secs: u64,
+    /// Seconds a write may stall before the association is aborted.
+    pub write_timeout_secs: u64,
+    /// Largest object accepted by C-STORE (bytes); larger ones get 0xA700.
+    pub max_object_bytes: u64,
+    /// Transfer-syntax preference when an SCU proposes several in one context.
+    /// `"*"` stands for "any other syntax the registry knows, in the SCU's order".
+    pub transfer_syntax_preference: Vec<String>,
+    /// Seconds in-flight associations get to finish on shutdown.
+    pub shutdown_grace_secs: u64,
+    /// Known remote application entities.
+    pub peers: Vec<PeerConfig>,
+}
+
+/// `[[dimse.peers]]`: a remote application entity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub ae_title: String,
+    pub host: String,
+    pub port: u16,
+    /// Services this peer may use: `echo`, `store`, `find`, `move`, `get`.
+    #[serde(default = "all_services")]
+    pub services: Vec<String>,
+}
+
+fn all_services() -> Vec<String> {
+    ["echo", "store", "find", "move", "get"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+impl Default for DimseConfig {
+    fn default() -> Self {
+        Self {
+            ae_title: "GLIA".into(),
+            bind: IpAddr::from([0, 0, 0, 0]),
+            port: 11112,
+            max_associations: 64,
+            max_pdu_length: 262_144,
+            check_called_ae: true,
+            require_known_peers: false,
+            association_timeout_secs: 30,
+            read_timeout_secs: 60,
+            write_timeout_secs: 60,
+            max_object_bytes: 1 << 30,
+            transfer_syntax_preference: vec![
+                "1.2.840.10008.1.2.1".into(),
+                "1.2.840.10008.1.2".into(),
+                "*".into(),
+            ],
+            shutdown_grace_secs: 10,
+            peers: Vec::new(),
+        }
+    }
+}
+
+/// `[http]`: the HTTP server (health, metrics; DICOMweb and the API later).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub bind: IpAddr,
+    pub port: u16,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            port: 8080,
+        }
+    }
+}
+
+/// `[database]`: the index.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (created on first start, WAL) or `postgres://...`.
+    pub url: String,
+    /// Connection pool size.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/glia.db".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+/// `[storage]`: where DICOM objects live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `file://DIR` (relative paths allowed) or `s3://BUCKET[/PREFIX]`.
+    pub url: String,
+    pub s3: S3Config,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            url: "file://data/blobs".into(),
+            s3: S3Config::default(),
+        }
+    }
+}
+
+/// `[storage.s3]`: S3-compatible object storage. Credentials come from the usual
+/// AWS environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// Endpoint URL, e.g. `http://127.0.0.1:8333`; empty = AWS.
+    pub endpoint: String,
+    pub region: String,
+    /// Allow plain HTTP endpoints.
+    pub allow_http: bool,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            allow_http: false,
+        }
+    }
+}
+
+/// What to do when an instance arrives whose SOP Instance UID is already stored.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DuplicatePolicy {
+    /// Store nothing, answer success.
+    Keep,
+    /// Replace the stored object and its index row.
+    Replace,
+}
+
+/// `[ingest]`: the one ingest path.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Local directory for objects being received (cleaned at start-up).
+    pub spool_dir: PathBuf,
+    pub duplicate_policy: DuplicatePolicy,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            spool_dir: PathBuf::from("data/spool"),
+            duplicate_policy: DuplicatePolicy::Keep,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter, e.g. `info` or `glia=debug,info`. `RUST_LOG` wins when set.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Load defaults ← file (if it exists) ← `GLIA__*` env ← `overrides`
+    /// (`section.key=value`, the value parsed as TOML, else taken as a string).
+    pub fn load(file: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if file.exists() {
+            fig = fig.merge(Toml::file(file));
+        }
+        fig = fig.merge(Env::prefixed("GLIA__").split("__"));
+        for item in overrides {
+            let (key, value) = item.split_once('=').ok_or_else(|| {
+                ConfigError::Invalid(format!("--set expects section.key=value, got {item:?}"))
+            })?;
+            let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.to_string()));
+            fig = fig.merge(Serialized::global(key.trim(), value));
+        }
+        let config: Config = fig.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ae = &self.dimse.ae_title;
+        if ae.is_empty() || ae.len() > 16 || ae.trim() != ae {
+            return Err(ConfigError::Invalid(format!(
+                "dimse.ae_title must be 1-16 characters without leading/trailing spaces, got {ae:?}"
+            )));
+        }
+        if !(4096..=(1 << 24)).contains(&self.dimse.max_pdu_length) {
+            return Err(ConfigError::Invalid(
+                "dimse.max_pdu_length must be between 4096 and 16777216".into(),
+            ));
+        }
+        if self.dimse.max_associations == 0 {
+            return Err(ConfigError::Invalid(
+                "dimse.max_associations must be > 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checked_in_config_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let from_file: Config = Figment::new()
+            .merge(Toml::file(&path))
+            .extract()
+            .expect("config.toml parses");
+        let defaults = Config::default();
+        assert_eq!(
+            serde_json::to_value(&from_file).unwrap(),
+            serde_json::to_value(&defaults).unwrap(),
+            "config.toml must document every key with its default"
+        );
+    }
+
+    #[test]
+    fn overrides_win() {
+        let cfg = Config::load(
+            Path::new("/nonexistent.toml"),
+            &["dimse.port=4242".into(), "dimse.ae_title=\"X\"".into()],
+        )
+        .unwrap();
+        assert_eq!(cfg.dimse.port, 4242);
+        assert_eq!(cfg.dimse.ae_title, "X");
+    }
+
+    #[test]
+    fn bad_ae_title_is_refused() {
+        let err = Config::load(
+            Path::new("/nonexistent.toml"),
+            &["dimse.ae_title=\"WAY_TOO_LONG_AE_TITLE\"".into()],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("ae_title"));
+    }
+}

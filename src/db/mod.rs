@@ -1,0 +1,84 @@
+//! The index database: connection (SQLite with WAL, or PostgreSQL), migrations, and
+//! the repository layer (`IndexRepo`) through which every other module reads and
+//! writes the index. No other module issues SQL.
+
+pub mod entities;
+pub mod record;
+pub mod repo;
+
+use std::path::Path;
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+
+pub use record::InstanceRecord;
+pub use repo::{IndexCounts, IndexRepo, InsertOutcome};
+
+/// Errors of the index layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("database configuration: {0}")]
+    Config(String),
+}
+
+/// Connect to the index named by `url` (`sqlite://PATH` or `postgres://...`).
+///
+/// SQLite files are created on first start and run in WAL mode with
+/// `synchronous=NORMAL` (durable across process crashes) and a busy timeout.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbError> {
+    let mut url = url.to_string();
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or_default();
+        if path.is_empty() || path == ":memory:" {
+            return Err(DbError::Config(
+                "sqlite needs a file path (sqlite://data/glia.db)".into(),
+            ));
+        }
+        if let Some(parent) = Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    DbError::Config(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+        }
+        if !url.contains('?') {
+            url.push_str("?mode=rwc");
+        }
+    } else if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+        return Err(DbError::Config(
+            "database.url must start with sqlite:// or postgres://".into(),
+        ));
+    }
+    let mut opts = ConnectOptions::new(url);
+    opts.max_connections(max_connections.max(1))
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30))
+        .sqlx_logging(false);
+    opts.map_sqlx_sqlite_opts(|o| {
+        o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true)
+            .create_if_missing(true)
+    });
+    Ok(Database::connect(opts).await?)
+}
+
+/// Apply every pending migration.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbError> {
+    Migrator::up(db, None).await?;
+    Ok(())
+}
+
+/// Human-readable backend name for logs.
+pub fn backend_name(db: &DatabaseConnection) -> &'static str {
+    match db.get_database_backend() {
+        DbBackend::Sqlite => "sqlite",
+        DbBackend::Postgres => "postgresql",
+        DbBackend::MySql => "mysql",
+    }
+}

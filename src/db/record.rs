@@ -1,0 +1,57 @@
+//! `InstanceRecord`: the attributes of one instance that the index keeps, at every
+//! level, as extracted by the ingest path from the object's header.
+
+/// What the index stores about one instance (and its patient, study and series).
+/// Strings are already decoded (per SpecificCharacterSet) and trimmed; empty = absent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceRecord {
+    // patient
+    pub patient_id: String,
+    pub issuer_of_patient_id: String,
+    pub patient_name: Option<String>,
+    pub patient_birth_date: Option<String>,
+    pub patient_sex: Option<String>,
+    // study
+    pub study_instance_uid: String,
+    pub study_date: Option<String>,
+    pub study_time: Option<String>,
+    pub accession_number: Option<String>,
+    pub study_id: Option<String>,
+    pub referring_physician_name: Option<String>,
+    pub study_description: Option<String>,
+    pub institution_name: Option<String>,
+    pub specific_character_set: Option<String>,
+    // series
+    pub series_instance_uid: String,
+    pub modality: Option<String>,
+    pub series_number: Option<i32>,
+    pub series_description: Option<String>,
+    pub body_part_examined: Option<String>,
+    pub protocol_name: Option<String>,
+    pub series_date: Option<String>,
+    pub series_time: Option<String>,
+    pub performed_procedure_step_start_date: Option<String>,
+    pub frame_of_reference_uid: Option<String>,
+    pub laterality: Option<String>,
+    pub manufacturer: Option<String>,
+    pub station_name: Option<String>,
+    // instance
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    pub instance_number: Option<i32>,
+    pub content_date: Option<String>,
+    pub content_time: Option<String>,
+    pub rows: Option<i32>,
+    pub columns: Option<i32>,
+    pub number_of_frames: Option<i32>,
+    pub bits_allocated: Option<i32>,
+    pub photometric_interpretation: Option<String>,
+    pub transfer_syntax_uid: String,
+    pub size_bytes: i64,
+    pub source_ae: Option<String>,
+}
+
+/// Normalised form of a person name for case-insensitive matching.
+pub fn normalize_person_name(name: &str) -> String {
+    name.trim().to_uppercase()
+}

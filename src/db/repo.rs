@@ -1,0 +1,470 @@
+//! `IndexRepo`: every read and write of the study index goes through here.
+//!
+//! Writing an instance is one transaction: upsert patient, study and series, insert the
+//! instance row, bump the per-level counters. On SQLite writes are serialised by a
+//! process-wide lock (SQLite has one writer anyway, and this avoids `SQLITE_BUSY` on
+//! lock upgrades); on PostgreSQL the study row is locked `FOR UPDATE` so concurrent
+//! associations storing into one study keep its counters and modality list exact.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use sea_orm::prelude::Expr;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, TransactionTrait,
+};
+use tokio::sync::Mutex;
+
+use super::entities::{instance, patient, series, study};
+use super::record::{normalize_person_name, InstanceRecord};
+use super::DbError;
+use crate::config::DuplicatePolicy;
+
+/// Result of writing an instance into the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// A new instance row was written.
+    Inserted,
+    /// The SOP Instance UID was already indexed and the policy is `keep`: nothing written.
+    Duplicate,
+    /// The old row was replaced; its blob (returned) is no longer referenced.
+    Replaced { old_blob_key: String },
+}
+
+/// Row counts per level (for `/health`).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, PartialEq, Eq)]
+pub struct IndexCounts {
+    pub patients: u64,
+    pub studies: u64,
+    pub series: u64,
+    pub instances: u64,
+}
+
+/// Where an instance lives, as the retrieve paths need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredInstance {
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    pub transfer_syntax_uid: String,
+    pub blob_key: String,
+    pub size_bytes: i64,
+}
+
+/// The repository over the index database.
+#[derive(Clone)]
+pub struct IndexRepo {
+    db: DatabaseConnection,
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+impl IndexRepo {
+    pub fn new(db: DatabaseConnection) -> Self {
+        let write_lock = match db.get_database_backend() {
+            DbBackend::Sqlite => Some(Arc::new(Mutex::new(()))),
+            _ => None,
+        };
+        Self { db, write_lock }
+    }
+
+    /// The underlying connection (for migrations and health checks).
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Is this SOP Instance UID indexed? Returns its blob key.
+    pub async fn find_instance(&self, sop_uid: &str) -> Result<Option<StoredInstance>, DbError> {
+        let row = instance::Entity::find()
+            .filter(instance::Column::SopInstanceUid.eq(sop_uid))
+            .one(&self.db)
+            .await?;
+        Ok(row.map(|r| StoredInstance {
+            sop_instance_uid: r.sop_instance_uid,
+            sop_class_uid: r.sop_class_uid,
+            transfer_syntax_uid: r.transfer_syntax_uid,
+            blob_key: r.blob_key,
+            size_bytes: r.size_bytes,
+        }))
+    }
+
+    /// Counts of rows per level.
+    pub async fn counts(&self) -> Result<IndexCounts, DbError> {
+        Ok(IndexCounts {
+            patients: patient::Entity::find().count(&self.db).await?,
+            studies: study::Entity::find().count(&self.db).await?,
+            series: series::Entity::find().count(&self.db).await?,
+            instances: instance::Entity::find().count(&self.db).await?,
+        })
+    }
+
+    /// Write one instance (with its patient, study, series) in one transaction.
+    pub async fn insert_instance(
+        &self,
+        rec: &InstanceRecord,
+        blob_key: &str,
+        policy: DuplicatePolicy,
+    ) -> Result<InsertOutcome, DbError> {
+        let _guard = match &self.write_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        let txn = self.db.begin().await?;
+        let outcome = match insert_in_txn(&txn, rec, blob_key, policy).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let _ = txn.rollback().await;
+                return Err(e);
+            }
+        };
+        if outcome == InsertOutcome::Duplicate {
+            txn.rollback().await?;
+        } else {
+            txn.commit().await?;
+        }
+        Ok(outcome)
+    }
+}
+
+async fn insert_in_txn(
+    txn: &DatabaseTransaction,
+    rec: &InstanceRecord,
+    blob_key: &str,
+    policy: DuplicatePolicy,
+) -> Result<InsertOutcome, DbError> {
+    let now = Utc::now();
+    let mut outcome = InsertOutcome::Inserted;
+    if let Some(old) = instance::Entity::find()
+        .filter(instance::Column::SopInstanceUid.eq(&rec.sop_instance_uid))
+        .one(txn)
+        .await?
+    {
+        match policy {
+            DuplicatePolicy::Keep => return Ok(InsertOutcome::Duplicate),
+            DuplicatePolicy::Replace => {
+                remove_instance(txn, &old).await?;
+                outcome = InsertOutcome::Replaced {
+                    old_blob_key: old.blob_key,
+                };
+            }
+        }
+    }
+
+    let (patient, _) = upsert_patient(txn, rec, now).await?;
+    let (study, new_study) = upsert_study(txn, rec, patient.id, now).await?;
+    if study.patient_fk != patient.id {
+        tracing::warn!(
+            study_row = study.id,
+            "study is already indexed under another patient; the instance joins the existing study"
+        );
+    }
+    let (series, new_series) = upsert_series(txn, rec, study.id, now).await?;
+    if series.study_fk != study.id {
+        tracing::warn!(
+            series_row = series.id,
+            "series is already indexed under another study; the instance joins the existing series"
+        );
+    }
+
+    let inserted = instance::Entity::insert(instance::ActiveModel {
+        series_fk: Set(series.id),
+        sop_instance_uid: Set(rec.sop_instance_uid.clone()),
+        sop_class_uid: Set(rec.sop_class_uid.clone()),
+        instance_number: Set(rec.instance_number),
+        content_date: Set(rec.content_date.clone()),
+        content_time: Set(rec.content_time.clone()),
+        rows: Set(rec.rows),
+        columns: Set(rec.columns),
+        number_of_frames: Set(rec.number_of_frames),
+        bits_allocated: Set(rec.bits_allocated),
+        photometric_interpretation: Set(rec.photometric_interpretation.clone()),
+        transfer_syntax_uid: Set(rec.transfer_syntax_uid.clone()),
+        size_bytes: Set(rec.size_bytes),
+        blob_key: Set(blob_key.to_string()),
+        source_ae: Set(rec.source_ae.clone()),
+        received_at: Set(now),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::column(instance::Column::SopInstanceUid)
+            .do_nothing()
+            .to_owned(),
+    )
+    .do_nothing()
+    .exec_without_returning(txn)
+    .await?;
+    if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+        // Another association indexed the same SOP Instance UID concurrently.
+        return Ok(InsertOutcome::Duplicate);
+    }
+
+    // Counters and the study's derived lists.
+    series::Entity::update_many()
+        .col_expr(
+            series::Column::NumInstances,
+            Expr::col(series::Column::NumInstances).add(1),
+        )
+        .col_expr(series::Column::LastReceivedAt, Expr::value(now))
+        .filter(series::Column::Id.eq(series.id))
+        .exec(txn)
+        .await?;
+
+    let mut study_update = study::Entity::update_many()
+        .col_expr(
+            study::Column::NumInstances,
+            Expr::col(study::Column::NumInstances).add(1),
+        )
+        .col_expr(study::Column::LastReceivedAt, Expr::value(now));
+    if new_series {
+        study_update = study_update.col_expr(
+            study::Column::NumSeries,
+            Expr::col(study::Column::NumSeries).add(1),
+        );
+        if let Some(m) = rec.modality.as_deref() {
+            let merged = merge_list(&study.modalities_in_study, m, true);
+            if merged != study.modalities_in_study {
+                study_update = study_update.col_expr(study::Column::ModalitiesInStudy, Expr::value(merged));
+            }
+        }
+    }
+    let classes = merge_list(&study.sop_classes_in_study, &rec.sop_class_uid, false);
+    if classes != study.sop_classes_in_study {
+        study_update = study_update.col_expr(study::Column::SopClassesInStudy, Expr::value(classes));
+    }
+    study_update
+        .filter(study::Column::Id.eq(study.id))
+        .exec(txn)
+        .await?;
+
+    let mut patient_update = patient::Entity::update_many()
+        .col_expr(
+            patient::Column::NumInstances,
+            Expr::col(patient::Column::NumInstances).add(1),
+        )
+        .col_expr(patient::Column::UpdatedAt, Expr::value(now));
+    if new_series {
+        patient_update = patient_update.col_expr(
+            patient::Column::NumSeries,
+            Expr::col(patient::Column::NumSeries).add(1),
+        );
+    }
+    if new_study {
+        patient_update = patient_update.col_expr(
+            patient::Column::NumStudies,
+            Expr::col(patient::Column::NumStudies).add(1),
+        );
+    }
+    patient_update
+        .filter(patient::Column::Id.eq(study.patient_fk))
+        .exec(txn)
+        .await?;
+    Ok(outcome)
+}
+
+/// Add `item` to a backslash-separated list if missing (sorted when `sort`).
+fn merge_list(list: &str, item: &str, sort: bool) -> String {
+    let item = item.trim();
+    if item.is_empty() || list.split('\\').any(|x| x == item) {
+        return list.to_string();
+    }
+    let mut items: Vec<&str> = list.split('\\').filter(|s| !s.is_empty()).collect();
+    items.push(item);
+    if sort {
+        items.sort_unstable();
+    }
+    items.join("\\")
+}
+
+async fn upsert_patient(
+    txn: &DatabaseTransaction,
+    rec: &InstanceRecord,
+    now: chrono::DateTime<Utc>,
+) -> Result<(patient::Model, bool), DbError> {
+    let find = || {
+        patient::Entity::find()
+            .filter(patient::Column::PatientId.eq(&rec.patient_id))
+            .filter(patient::Column::IssuerOfPatientId.eq(&rec.issuer_of_patient_id))
+    };
+    let mut created = false;
+    if find().one(txn).await?.is_none() {
+        let res = patient::Entity::insert(patient::ActiveModel {
+            patient_id: Set(rec.patient_id.clone()),
+            issuer_of_patient_id: Set(rec.issuer_of_patient_id.clone()),
+            patient_name: Set(rec.patient_name.clone()),
+            patient_name_norm: Set(rec.patient_name.as_deref().map(normalize_person_name)),
+            patient_birth_date: Set(rec.patient_birth_date.clone()),
+            patient_sex: Set(rec.patient_sex.clone()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        })
+        .on_conflict(
+            OnConflict::columns([
+                patient::Column::PatientId,
+                patient::Column::IssuerOfPatientId,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .do_nothing()
+        .exec_without_returning(txn)
+        .await?;
+        created = matches!(res, sea_orm::TryInsertResult::Inserted(n) if n > 0);
+    }
+    let row = find()
+        .one(txn)
+        .await?
+        .ok_or_else(|| DbError::Db(sea_orm::DbErr::RecordNotFound("patient".into())))?;
+    if !created && row.patient_name != rec.patient_name {
+        // Stored anyway; the first name seen stays in the index. No PHI in the log.
+        tracing::warn!(
+            patient_row = row.id,
+            "patient-level conflict: same PatientID, different PatientName"
+        );
+    }
+    Ok((row, created))
+}
+
+async fn upsert_study(
+    txn: &DatabaseTransaction,
+    rec: &InstanceRecord,
+    patient_fk: i64,
+    now: chrono::DateTime<Utc>,
+) -> Result<(study::Model, bool), DbError> {
+    let find = || {
+        let q = study::Entity::find().filter(study::Column::StudyInstanceUid.eq(&rec.study_instance_uid));
+        match txn.get_database_backend() {
+            DbBackend::Postgres => q.lock_exclusive(),
+            _ => q,
+        }
+    };
+    let mut created = false;
+    if find().one(txn).await?.is_none() {
+        let res = study::Entity::insert(study::ActiveModel {
+            patient_fk: Set(patient_fk),
+            study_instance_uid: Set(rec.study_instance_uid.clone()),
+            study_date: Set(rec.study_date.clone()),
+            study_time: Set(rec.study_time.clone()),
+            accession_number: Set(rec.accession_number.clone()),
+            study_id: Set(rec.study_id.clone()),
+            referring_physician_name: Set(rec.referring_physician_name.clone()),
+            referring_physician_name_norm: Set(rec
+                .referring_physician_name
+                .as_deref()
+                .map(normalize_person_name)),
+            study_description: Set(rec.study_description.clone()),
+            institution_name: Set(rec.institution_name.clone()),
+            modalities_in_study: Set(String::new()),
+            sop_classes_in_study: Set(String::new()),
+            specific_character_set: Set(rec.specific_character_set.clone()),
+            created_at: Set(now),
+            last_received_at: Set(now),
+            ..Default::default()
+        })
+        .on_conflict(
+            OnConflict::column(study::Column::StudyInstanceUid)
+                .do_nothing()
+                .to_owned(),
+        )
+        .do_nothing()
+        .exec_without_returning(txn)
+        .await?;
+        created = matches!(res, sea_orm::TryInsertResult::Inserted(n) if n > 0);
+    }
+    let row = find()
+        .one(txn)
+        .await?
+        .ok_or_else(|| DbError::Db(sea_orm::DbErr::RecordNotFound("study".into())))?;
+    Ok((row, created))
+}
+
+async fn upsert_series(
+    txn: &DatabaseTransaction,
+    rec: &InstanceRecord,
+    study_fk: i64,
+    now: chrono::DateTime<Utc>,
+) -> Result<(series::Model, bool), DbError> {
+    let find = || {
+        series::Entity::find()
+            .filter(series::Column::SeriesInstanceUid.eq(&rec.series_instance_uid))
+    };
+    let mut created = false;
+    if find().one(txn).await?.is_none() {
+        let res = series::Entity::insert(series::ActiveModel {
+            study_fk: Set(study_fk),
+            series_instance_uid: Set(rec.series_instance_uid.clone()),
+            modality: Set(rec.modality.clone()),
+            series_number: Set(rec.series_number),
+            series_description: Set(rec.series_description.clone()),
+            body_part_examined: Set(rec.body_part_examined.clone()),
+            protocol_name: Set(rec.protocol_name.clone()),
+            series_date: Set(rec.series_date.clone()),
+            series_time: Set(rec.series_time.clone()),
+            performed_procedure_step_start_date: Set(rec
+                .performed_procedure_step_start_date
+                .clone()),
+            frame_of_reference_uid: Set(rec.frame_of_reference_uid.clone()),
+            laterality: Set(rec.laterality.clone()),
+            manufacturer: Set(rec.manufacturer.clone()),
+            station_name: Set(rec.station_name.clone()),
+            created_at: Set(now),
+            last_received_at: Set(now),
+            ..Default::default()
+        })
+        .on_conflict(
+            OnConflict::column(series::Column::SeriesInstanceUid)
+                .do_nothing()
+                .to_owned(),
+        )
+        .do_nothing()
+        .exec_without_returning(txn)
+        .await?;
+        created = matches!(res, sea_orm::TryInsertResult::Inserted(n) if n > 0);
+    }
+    let row = find()
+        .one(txn)
+        .await?
+        .ok_or_else(|| DbError::Db(sea_orm::DbErr::RecordNotFound("series".into())))?;
+    Ok((row, created))
+}
+
+/// Remove an instance row and decrement the counters above it (used by `replace`).
+/// Empty series, studies and patients are kept; their counts go to zero.
+async fn remove_instance(txn: &DatabaseTransaction, old: &instance::Model) -> Result<(), DbError> {
+    instance::Entity::delete_by_id(old.id).exec(txn).await?;
+    let Some(ser) = series::Entity::find_by_id(old.series_fk).one(txn).await? else {
+        return Ok(());
+    };
+    series::Entity::update_many()
+        .col_expr(series::Column::NumInstances, Expr::col(series::Column::NumInstances).sub(1))
+        .filter(series::Column::Id.eq(ser.id))
+        .exec(txn)
+        .await?;
+    let Some(st) = study::Entity::find_by_id(ser.study_fk).one(txn).await? else {
+        return Ok(());
+    };
+    study::Entity::update_many()
+        .col_expr(study::Column::NumInstances, Expr::col(study::Column::NumInstances).sub(1))
+        .filter(study::Column::Id.eq(st.id))
+        .exec(txn)
+        .await?;
+    patient::Entity::update_many()
+        .col_expr(patient::Column::NumInstances, Expr::col(patient::Column::NumInstances).sub(1))
+        .filter(patient::Column::Id.eq(st.patient_fk))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_list;
+
+    #[test]
+    fn merge_list_keeps_distinct_sorted() {
+        assert_eq!(merge_list("", "MR", true), "MR");
+        assert_eq!(merge_list("MR", "CT", true), "CT\\MR");
+        assert_eq!(merge_list("CT\\MR", "MR", true), "CT\\MR");
+        assert_eq!(merge_list("1.2", "1.1", false), "1.2\\1.1");
+    }
+}

@@ -1,0 +1,201 @@
+//! Association negotiation (PS3.8 §9.3.2/§9.3.3): which calling/called AE titles are
+//! accepted, which presentation contexts, and which transfer syntax for each one.
+
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_ul::pdu::{
+    AssociationAC, AssociationRJ, AssociationRJResult, AssociationRJServiceUserReason,
+    AssociationRJSource, AssociationRQ, PresentationContextResult,
+    PresentationContextResultReason, UserVariableItem,
+};
+
+use super::sop;
+use crate::config::DimseConfig;
+use crate::ingest::spool::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
+
+/// The DICOM application context name.
+pub const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
+
+/// A presentation context accepted for this association.
+#[derive(Debug, Clone)]
+pub struct AcceptedContext {
+    pub id: u8,
+    pub abstract_syntax: String,
+    pub transfer_syntax: String,
+}
+
+/// The result of a successful negotiation.
+#[derive(Debug, Clone)]
+pub struct Negotiated {
+    pub calling_ae: String,
+    pub contexts: Vec<AcceptedContext>,
+    pub peer_max_pdu_length: u32,
+}
+
+impl Negotiated {
+    pub fn context(&self, id: u8) -> Option<&AcceptedContext> {
+        self.contexts.iter().find(|c| c.id == id)
+    }
+}
+
+fn reject(reason: AssociationRJServiceUserReason) -> AssociationRJ {
+    AssociationRJ {
+        result: AssociationRJResult::Permanent,
+        source: AssociationRJSource::ServiceUser(reason),
+    }
+}
+
+fn trim(s: &str) -> &str {
+    s.trim_matches(|c: char| c == '\0' || c == ' ')
+}
+
+/// Is this transfer syntax one the registry knows and whose data set we can parse?
+fn ts_usable(uid: &str) -> bool {
+    TransferSyntaxRegistry
+        .get(uid)
+        .map(|ts| !ts.is_unsupported())
+        .unwrap_or(false)
+}
+
+/// Choose a transfer syntax from the SCU's offer according to the preference list
+/// (`"*"` = any other usable syntax in the SCU's order).
+pub fn choose_transfer_syntax(offered: &[String], preference: &[String]) -> Option<String> {
+    let offered: Vec<&str> = offered.iter().map(|s| trim(s)).collect();
+    for pref in preference {
+        if pref == "*" {
+            if let Some(ts) = offered.iter().find(|ts| ts_usable(ts)) {
+                return Some(ts.to_string());
+            }
+        } else if offered.contains(&pref.as_str()) && ts_usable(pref) {
+            return Some(pref.clone());
+        }
+    }
+    None
+}
+
+/// Negotiate an A-ASSOCIATE-RQ: Ok(accept) or Err(reject).
+pub fn negotiate(
+    rq: &AssociationRQ,
+    cfg: &DimseConfig,
+) -> Result<(AssociationAC, Negotiated), AssociationRJ> {
+    if rq.protocol_version & 1 == 0 {
+        return Err(reject(AssociationRJServiceUserReason::NoReasonGiven));
+    }
+    if trim(&rq.application_context_name) != APPLICATION_CONTEXT {
+        return Err(reject(
+            AssociationRJServiceUserReason::ApplicationContextNameNotSupported,
+        ));
+    }
+    let called = trim(&rq.called_ae_title);
+    if cfg.check_called_ae && called != cfg.ae_title {
+        return Err(reject(AssociationRJServiceUserReason::CalledAETitleNotRecognized));
+    }
+    let calling = trim(&rq.calling_ae_title).to_string();
+    let peer = cfg.peers.iter().find(|p| p.ae_title == calling);
+    if cfg.require_known_peers && peer.is_none() {
+        return Err(reject(AssociationRJServiceUserReason::CallingAETitleNotRecognized));
+    }
+    let allowed = |service: &str| match peer {
+        Some(p) => p.services.iter().any(|s| s == service),
+        None => true,
+    };
+
+    let peer_max_pdu_length = rq
+        .user_variables
+        .iter()
+        .find_map(|v| match v {
+            UserVariableItem::MaxLength(n) => Some(*n),
+            _ => None,
+        })
+        .filter(|n| *n != 0)
+        .unwrap_or(u32::MAX)
+        .min(dicom_ul::pdu::MAXIMUM_PDU_SIZE);
+
+    let mut results = Vec::with_capacity(rq.presentation_contexts.len());
+    let mut contexts = Vec::new();
+    for pc in &rq.presentation_contexts {
+        let abstract_syntax = trim(&pc.abstract_syntax).to_string();
+        let service = sop::service_of(&abstract_syntax);
+        let reason_ts = match service {
+            Some(s) if allowed(s) => {
+                match choose_transfer_syntax(&pc.transfer_syntaxes, &cfg.transfer_syntax_preference)
+                {
+                    Some(ts) => Ok(ts),
+                    None => Err(PresentationContextResultReason::TransferSyntaxesNotSupported),
+                }
+            }
+            _ => Err(PresentationContextResultReason::AbstractSyntaxNotSupported),
+        };
+        match reason_ts {
+            Ok(ts) => {
+                results.push(PresentationContextResult {
+                    id: pc.id,
+                    reason: PresentationContextResultReason::Acceptance,
+                    transfer_syntax: ts.clone(),
+                });
+                contexts.push(AcceptedContext {
+                    id: pc.id,
+                    abstract_syntax,
+                    transfer_syntax: ts,
+                });
+            }
+            Err(reason) => results.push(PresentationContextResult {
+                id: pc.id,
+                reason,
+                transfer_syntax: "1.2.840.10008.1.2".into(),
+            }),
+        }
+    }
+
+    let ac = AssociationAC {
+        protocol_version: 1,
+        calling_ae_title: rq.calling_ae_title.clone(),
+        called_ae_title: rq.called_ae_title.clone(),
+        application_context_name: APPLICATION_CONTEXT.into(),
+        presentation_contexts: results,
+        user_variables: vec![
+            UserVariableItem::MaxLength(cfg.max_pdu_length),
+            UserVariableItem::ImplementationClassUID(IMPLEMENTATION_CLASS_UID.into()),
+            UserVariableItem::ImplementationVersionName(IMPLEMENTATION_VERSION_NAME.into()),
+        ],
+    };
+    Ok((
+        ac,
+        Negotiated {
+            calling_ae: calling,
+            contexts,
+            peer_max_pdu_length,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn preference_order_wins_over_scu_order() {
+        let prefs = DimseConfig::default().transfer_syntax_preference;
+        // SCU proposes JPEG lossless first, explicit LE second: we prefer explicit LE.
+        let offered = s(&["1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.1"]);
+        assert_eq!(
+            choose_transfer_syntax(&offered, &prefs).as_deref(),
+            Some("1.2.840.10008.1.2.1")
+        );
+        // Only compressed offered: accepted as is.
+        let offered = s(&["1.2.840.10008.1.2.4.90"]);
+        assert_eq!(
+            choose_transfer_syntax(&offered, &prefs).as_deref(),
+            Some("1.2.840.10008.1.2.4.90")
+        );
+        // Unknown syntax only: refused.
+        assert_eq!(choose_transfer_syntax(&s(&["1.2.3.4"]), &prefs), None);
+        // Deflate is usable (the registry's deflate feature is on).
+        assert!(ts_usable("1.2.840.10008.1.2.1.99"));
+        assert!(ts_usable("1.2.840.10008.1.2.2"));
+    }
+}

@@ -1,0 +1,237 @@
+//! One association, from A-ASSOCIATE-RQ to release or abort: negotiation, then a loop
+//! that reads DIMSE messages and dispatches each to its service (`echo`, `store`).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use dicom_ul::pdu::{
+    AbortRQServiceProviderReason, AbortRQSource, PDataValue, PDataValueType, Pdu,
+};
+
+use super::association::{negotiate, Negotiated};
+use super::command::{field, Command, CommandBuilder};
+use super::connection::{Connection, ConnectionError};
+use super::{echo, status, store, DimseContext};
+
+/// What the peer sent next.
+pub enum Incoming {
+    Pdv(PDataValue),
+    Release,
+    Abort,
+}
+
+/// Errors that end an association.
+#[derive(Debug, thiserror::Error)]
+pub enum AssociationError {
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("association aborted by peer")]
+    Aborted,
+}
+
+/// An established association.
+pub struct Association {
+    pub conn: Connection,
+    pub negotiated: Negotiated,
+    pending: VecDeque<PDataValue>,
+}
+
+impl Association {
+    /// The next PDV, or a release/abort request.
+    pub async fn next(&mut self) -> Result<Incoming, AssociationError> {
+        loop {
+            if let Some(p) = self.pending.pop_front() {
+                return Ok(Incoming::Pdv(p));
+            }
+            match self.conn.read_pdu().await? {
+                Pdu::PData { data } => self.pending.extend(data),
+                Pdu::ReleaseRQ => return Ok(Incoming::Release),
+                Pdu::AbortRQ { .. } => return Ok(Incoming::Abort),
+                other => {
+                    return Err(AssociationError::Protocol(format!(
+                        "unexpected {}",
+                        pdu_kind(&other)
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The next Data PDV of the data set in progress; an abort is an error.
+    pub async fn next_data(&mut self) -> Result<PDataValue, AssociationError> {
+        match self.next().await? {
+            Incoming::Pdv(p) if p.value_type == PDataValueType::Data => Ok(p),
+            Incoming::Pdv(_) => Err(AssociationError::Protocol(
+                "command fragment inside a data set".into(),
+            )),
+            Incoming::Release => Err(AssociationError::Protocol(
+                "release requested inside a data set".into(),
+            )),
+            Incoming::Abort => Err(AssociationError::Aborted),
+        }
+    }
+
+    /// Send a command set on presentation context `pc_id`.
+    pub async fn send_command(&mut self, pc_id: u8, bytes: Vec<u8>) -> Result<(), AssociationError> {
+        Ok(self.conn.send_command(pc_id, bytes).await?)
+    }
+
+    /// Skip the rest of a data set (after a failure decided before it was read).
+    pub async fn drain_data(&mut self) -> Result<(), AssociationError> {
+        loop {
+            if self.next_data().await?.is_last {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn pdu_kind(p: &Pdu) -> &'static str {
+    match p {
+        Pdu::AssociationRQ(_) => "A-ASSOCIATE-RQ",
+        Pdu::AssociationAC(_) => "A-ASSOCIATE-AC",
+        Pdu::AssociationRJ(_) => "A-ASSOCIATE-RJ",
+        Pdu::PData { .. } => "P-DATA-TF",
+        Pdu::ReleaseRQ => "A-RELEASE-RQ",
+        Pdu::ReleaseRP => "A-RELEASE-RP",
+        Pdu::AbortRQ { .. } => "A-ABORT",
+        Pdu::Unknown { .. } => "unknown PDU",
+    }
+}
+
+async fn send_abort(conn: &mut Connection, reason: AbortRQServiceProviderReason) {
+    let _ = conn
+        .write_pdu(&Pdu::AbortRQ {
+            source: AbortRQSource::ServiceProvider(reason),
+        })
+        .await;
+    conn.shutdown().await;
+}
+
+/// Run one association on an accepted connection.
+pub async fn run(mut conn: Connection, ctx: Arc<DimseContext>, peer: std::net::SocketAddr) {
+    // A-ASSOCIATE-RQ must come first, within the association timeout.
+    let first = tokio::time::timeout(ctx.association_timeout(), conn.read_pdu()).await;
+    let rq = match first {
+        Ok(Ok(Pdu::AssociationRQ(rq))) => rq,
+        Ok(Ok(other)) => {
+            tracing::info!(%peer, pdu = pdu_kind(&other), "connection did not start with A-ASSOCIATE-RQ");
+            ctx.metrics.associations_rejected.with_label_values(&["protocol"]).inc();
+            send_abort(&mut conn, AbortRQServiceProviderReason::UnexpectedPdu).await;
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "not a DICOM association");
+            ctx.metrics.associations_rejected.with_label_values(&["protocol"]).inc();
+            if !matches!(e, ConnectionError::Closed) {
+                send_abort(&mut conn, AbortRQServiceProviderReason::UnrecognizedPdu).await;
+            }
+            return;
+        }
+        Err(_) => {
+            ctx.metrics.associations_rejected.with_label_values(&["timeout"]).inc();
+            conn.shutdown().await;
+            return;
+        }
+    };
+    let (ac, negotiated) = match negotiate(&rq, &ctx.config) {
+        Ok(ok) => ok,
+        Err(rj) => {
+            tracing::info!(%peer, calling_ae = rq.calling_ae_title.trim(), source = ?rj.source, "association rejected");
+            ctx.metrics.associations_rejected.with_label_values(&["rejected"]).inc();
+            let _ = conn.write_pdu(&Pdu::AssociationRJ(rj)).await;
+            conn.shutdown().await;
+            return;
+        }
+    };
+    conn.peer_max_pdu_length = negotiated.peer_max_pdu_length;
+    if conn.write_pdu(&Pdu::AssociationAC(ac)).await.is_err() {
+        return;
+    }
+    tracing::info!(%peer, calling_ae = %negotiated.calling_ae, contexts = negotiated.contexts.len(), "association accepted");
+    ctx.metrics.associations_open.inc();
+    let mut assoc = Association {
+        conn,
+        negotiated,
+        pending: VecDeque::new(),
+    };
+    let result = serve(&mut assoc, &ctx).await;
+    ctx.metrics.associations_open.dec();
+    match result {
+        Ok(()) => tracing::info!(%peer, "association released"),
+        Err(AssociationError::Aborted) => tracing::info!(%peer, "association aborted by peer"),
+        Err(AssociationError::Connection(ConnectionError::Closed)) => {
+            tracing::info!(%peer, "connection closed without release")
+        }
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "association aborted");
+            let reason = match e {
+                AssociationError::Connection(ConnectionError::TooLarge { .. }) => {
+                    AbortRQServiceProviderReason::InvalidPduParameter
+                }
+                _ => AbortRQServiceProviderReason::UnexpectedPdu,
+            };
+            send_abort(&mut assoc.conn, reason).await;
+        }
+    }
+}
+
+/// The message loop of an established association.
+async fn serve(assoc: &mut Association, ctx: &DimseContext) -> Result<(), AssociationError> {
+    loop {
+        // Read one command set (possibly fragmented).
+        let mut bytes = Vec::new();
+        let pc_id = loop {
+            match assoc.next().await? {
+                Incoming::Pdv(p) if p.value_type == PDataValueType::Command => {
+                    bytes.extend_from_slice(&p.data);
+                    if p.is_last {
+                        break p.presentation_context_id;
+                    }
+                }
+                Incoming::Pdv(_) => {
+                    return Err(AssociationError::Protocol(
+                        "data set without a command".into(),
+                    ))
+                }
+                Incoming::Release => {
+                    assoc.conn.write_pdu(&Pdu::ReleaseRP).await?;
+                    assoc.conn.shutdown().await;
+                    return Ok(());
+                }
+                Incoming::Abort => return Err(AssociationError::Aborted),
+            }
+        };
+        let cmd = Command::decode(&bytes)
+            .map_err(|e| AssociationError::Protocol(e.to_string()))?;
+        let Some(pc) = assoc.negotiated.context(pc_id).cloned() else {
+            return Err(AssociationError::Protocol(format!(
+                "presentation context {pc_id} was not accepted"
+            )));
+        };
+        match cmd.field {
+            field::C_ECHO_RQ => echo::handle(assoc, &pc, &cmd, ctx).await?,
+            field::C_STORE_RQ => store::handle(assoc, &pc, &cmd, ctx).await?,
+            other => {
+                if cmd.has_data_set {
+                    assoc.drain_data().await?;
+                }
+                if other & field::RESPONSE_BIT != 0 || other == field::C_CANCEL_RQ {
+                    // Nothing to answer to a stray response or a cancel with nothing running.
+                    continue;
+                }
+                ctx.metrics
+                    .dimse_failures
+                    .with_label_values(&[&format!("{:04X}", status::UNRECOGNIZED_OPERATION)])
+                    .inc();
+                let rsp = CommandBuilder::response_to(other | field::RESPONSE_BIT, cmd.message_id)
+                    .uid(dicom_dictionary_std::tags::AFFECTED_SOP_CLASS_UID, &pc.abstract_syntax)
+                    .us(dicom_dictionary_std::tags::STATUS, status::UNRECOGNIZED_OPERATION)
+                    .encode();
+                assoc.send_command(pc.id, rsp).await?;
+            }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! The DIMSE surface: a DICOM upper-layer listener (dicom-ul PDU codec on tokio) and
+//! one file per service. Layers, bottom up: `connection` (PDU framing), `association`
+//! (negotiation), `command` + `status` (named constants, command sets), `handler`
+//! (per-association message loop), services `echo` and `store`, and `server` (the
+//! listener: association cap, TCP_NODELAY, shutdown drain).
+
+pub mod association;
+pub mod command;
+pub mod connection;
+pub mod echo;
+pub mod handler;
+pub mod server;
+pub mod sop;
+pub mod status;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::DimseConfig;
+use crate::ingest::Ingestor;
+use crate::metrics::Metrics;
+
+pub use server::DimseServer;
+
+/// What every association needs.
+pub struct DimseContext {
+    pub config: DimseConfig,
+    pub ingestor: Ingestor,
+    pub metrics: Arc<Metrics>,
+}
+
+impl DimseContext {
+    pub fn association_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.association_timeout_secs)
+    }
+
+    /// Count a failure status in the metrics.
+    pub fn count_failure(&self, status: u16) {
+        self.metrics
+            .dimse_failures
+            .with_label_values(&[&format!("{status:04X}")])
+            .inc();
+    }
+}

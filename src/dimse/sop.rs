@@ -1,0 +1,53 @@
+//! SOP classes Glia serves and the service each belongs to.
+
+/// Verification SOP Class.
+pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+
+/// Storage SOP classes of PS3.4 Annex B live under this root...
+const STORAGE_ROOT: &str = "1.2.840.10008.5.1.4.1.1.";
+/// ...except these few standard storage classes registered elsewhere.
+const OTHER_STANDARD_STORAGE: &[&str] = &[
+    "1.2.840.10008.5.1.4.38.1", // Hanging Protocol Storage
+    "1.2.840.10008.5.1.4.39.1", // Color Palette Storage
+    "1.2.840.10008.5.1.4.43.1", // Generic Implant Template Storage
+    "1.2.840.10008.5.1.4.44.1", // Implant Assembly Template Storage
+    "1.2.840.10008.5.1.4.45.1", // Implant Template Group Storage
+    "1.2.840.10008.5.1.4.34.7", // RT Beams Delivery Instruction Storage
+    "1.2.840.10008.5.1.4.34.10", // RT Brachy Application Setup Delivery Instruction
+];
+/// The root of every UID the standard defines.
+const DICOM_ROOT: &str = "1.2.840.10008.";
+
+/// Is this a storage SOP class? Any standard Annex B class, and any private
+/// (non-`1.2.840.10008`) SOP class, which by convention is a storage class.
+pub fn is_storage(uid: &str) -> bool {
+    uid.starts_with(STORAGE_ROOT)
+        || OTHER_STANDARD_STORAGE.contains(&uid)
+        || (!uid.starts_with(DICOM_ROOT) && crate::ingest::uid::check_uid(uid).is_ok())
+}
+
+/// The service (as named in `[[dimse.peers]] services`) an abstract syntax belongs to.
+pub fn service_of(abstract_syntax: &str) -> Option<&'static str> {
+    if abstract_syntax == VERIFICATION {
+        Some("echo")
+    } else if is_storage(abstract_syntax) {
+        Some("store")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_classes() {
+        assert!(is_storage("1.2.840.10008.5.1.4.1.1.4")); // MR
+        assert!(is_storage("1.2.840.10008.5.1.4.1.1.66.4")); // SEG
+        assert!(is_storage("1.3.46.670589.11.0.0.12.1")); // a private class
+        assert!(!is_storage("1.2.840.10008.5.1.4.1.2.2.1")); // Q/R FIND
+        assert!(!is_storage("1.2.840.10008.3.1.1.1")); // application context
+        assert_eq!(service_of(VERIFICATION), Some("echo"));
+    }
+}

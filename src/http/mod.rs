@@ -1,0 +1,62 @@
+//! The HTTP server (poem): `/health`, `/metrics`, and the OpenAPI API under `/api`
+//! (spec at `/api/openapi.json`, Swagger UI at `/api/docs`).
+
+use std::net::SocketAddr;
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::web::Data;
+use poem::{get, handler, EndpointExt, Route, Server};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::AppState;
+
+#[handler]
+fn metrics(Data(state): Data<&AppState>) -> String {
+    state.metrics.render()
+}
+
+/// Build the route table.
+pub fn routes(state: AppState) -> impl poem::Endpoint {
+    let api = crate::api::service(state.clone());
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let health = crate::api::service(state.clone()).server("/");
+    Route::new()
+        .nest("/api/openapi.json", spec)
+        .nest("/api/docs", docs)
+        .nest("/api", api)
+        .at("/metrics", get(metrics))
+        .nest("/", health)
+        .data(state)
+}
+
+/// A bound HTTP server.
+pub struct HttpServer {
+    acceptor: poem::listener::TcpAcceptor,
+    state: AppState,
+}
+
+impl HttpServer {
+    pub async fn bind(addr: SocketAddr, state: AppState) -> std::io::Result<Self> {
+        let acceptor = TcpListener::bind(addr).into_acceptor().await?;
+        Ok(Self { acceptor, state })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+    }
+
+    /// Serve until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(
+                routes(self.state),
+                async move { shutdown.cancelled().await },
+                Some(std::time::Duration::from_secs(5)),
+            )
+            .await
+    }
+}

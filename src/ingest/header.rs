@@ -1,0 +1,138 @@
+//! Parsing and validating a spooled Part 10 object into an `InstanceRecord`.
+//!
+//! Synchronous (call from `spawn_blocking`). The whole object is parsed, so a
+//! truncated or structurally broken data set is caught here, before anything is stored.
+
+use std::path::Path;
+
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
+
+use super::uid::check_uid;
+use super::{IngestContext, IngestError};
+use crate::db::InstanceRecord;
+
+/// Parse `path` and validate it against `ctx`.
+pub fn parse_and_validate(path: &Path, ctx: &IngestContext) -> Result<InstanceRecord, IngestError> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| IngestError::Io(e.to_string()))?
+        .len();
+    let obj = OpenFileOptions::new()
+        .open_file(path)
+        .map_err(|e| IngestError::Unreadable(short(&e.to_string())))?;
+    record_from_object(&obj, size as i64, ctx)
+}
+
+fn short(s: &str) -> String {
+    // Parser messages name tags and offsets, never values; keep them brief.
+    s.lines().next().unwrap_or("").chars().take(200).collect()
+}
+
+/// A trimmed text value, `None` when absent or empty.
+fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
+    let el = obj.element_opt(tag).ok().flatten()?;
+    let s = el.to_str().ok()?;
+    let s = s.trim_matches(|c: char| c == '\0' || c == ' ');
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+fn int(obj: &DefaultDicomObject, tag: Tag) -> Option<i32> {
+    let el = obj.element_opt(tag).ok().flatten()?;
+    el.to_int::<i32>().ok()
+}
+
+fn required_uid(
+    obj: &DefaultDicomObject,
+    tag: Tag,
+    name: &'static str,
+) -> Result<String, IngestError> {
+    let uid = text(obj, tag).ok_or(IngestError::MissingAttribute(name))?;
+    check_uid(&uid).map_err(|problem| IngestError::InvalidUid { name, problem })?;
+    Ok(uid)
+}
+
+/// Build the index record and check the object's identity against the request.
+pub fn record_from_object(
+    obj: &DefaultDicomObject,
+    size_bytes: i64,
+    ctx: &IngestContext,
+) -> Result<InstanceRecord, IngestError> {
+    let sop_class_uid = required_uid(obj, tags::SOP_CLASS_UID, "SOP Class UID")?;
+    let sop_instance_uid = required_uid(obj, tags::SOP_INSTANCE_UID, "SOP Instance UID")?;
+    let study_instance_uid = required_uid(obj, tags::STUDY_INSTANCE_UID, "Study Instance UID")?;
+    let series_instance_uid =
+        required_uid(obj, tags::SERIES_INSTANCE_UID, "Series Instance UID")?;
+
+    if let Some(expected) = ctx.expected_sop_class_uid.as_deref() {
+        if expected != sop_class_uid {
+            return Err(IngestError::SopClassMismatch {
+                expected: expected.to_string(),
+                found: sop_class_uid,
+            });
+        }
+    }
+    if let Some(expected) = ctx.expected_sop_instance_uid.as_deref() {
+        if expected != sop_instance_uid {
+            return Err(IngestError::SopInstanceMismatch);
+        }
+    }
+    if let Some(expected) = ctx.expected_study_instance_uid.as_deref() {
+        if expected != study_instance_uid {
+            return Err(IngestError::StudyMismatch);
+        }
+    }
+    let meta = obj.meta();
+    let meta_class = meta.media_storage_sop_class_uid().trim_end_matches('\0');
+    let meta_instance = meta.media_storage_sop_instance_uid().trim_end_matches('\0');
+    if meta_class != sop_class_uid || meta_instance != sop_instance_uid {
+        return Err(IngestError::MetaMismatch);
+    }
+    let transfer_syntax_uid = meta.transfer_syntax().trim_end_matches('\0').to_string();
+
+    Ok(InstanceRecord {
+        patient_id: text(obj, tags::PATIENT_ID).unwrap_or_default(),
+        issuer_of_patient_id: text(obj, tags::ISSUER_OF_PATIENT_ID).unwrap_or_default(),
+        patient_name: text(obj, tags::PATIENT_NAME),
+        patient_birth_date: text(obj, tags::PATIENT_BIRTH_DATE),
+        patient_sex: text(obj, tags::PATIENT_SEX),
+        study_instance_uid,
+        study_date: text(obj, tags::STUDY_DATE),
+        study_time: text(obj, tags::STUDY_TIME),
+        accession_number: text(obj, tags::ACCESSION_NUMBER),
+        study_id: text(obj, tags::STUDY_ID),
+        referring_physician_name: text(obj, tags::REFERRING_PHYSICIAN_NAME),
+        study_description: text(obj, tags::STUDY_DESCRIPTION),
+        institution_name: text(obj, tags::INSTITUTION_NAME),
+        specific_character_set: text(obj, tags::SPECIFIC_CHARACTER_SET),
+        series_instance_uid,
+        modality: text(obj, tags::MODALITY),
+        series_number: int(obj, tags::SERIES_NUMBER),
+        series_description: text(obj, tags::SERIES_DESCRIPTION),
+        body_part_examined: text(obj, tags::BODY_PART_EXAMINED),
+        protocol_name: text(obj, tags::PROTOCOL_NAME),
+        series_date: text(obj, tags::SERIES_DATE),
+        series_time: text(obj, tags::SERIES_TIME),
+        performed_procedure_step_start_date: text(
+            obj,
+            tags::PERFORMED_PROCEDURE_STEP_START_DATE,
+        ),
+        frame_of_reference_uid: text(obj, tags::FRAME_OF_REFERENCE_UID),
+        laterality: text(obj, tags::LATERALITY),
+        manufacturer: text(obj, tags::MANUFACTURER),
+        station_name: text(obj, tags::STATION_NAME),
+        sop_instance_uid,
+        sop_class_uid,
+        instance_number: int(obj, tags::INSTANCE_NUMBER),
+        content_date: text(obj, tags::CONTENT_DATE),
+        content_time: text(obj, tags::CONTENT_TIME),
+        rows: int(obj, tags::ROWS),
+        columns: int(obj, tags::COLUMNS),
+        number_of_frames: int(obj, tags::NUMBER_OF_FRAMES),
+        bits_allocated: int(obj, tags::BITS_ALLOCATED),
+        photometric_interpretation: text(obj, tags::PHOTOMETRIC_INTERPRETATION),
+        transfer_syntax_uid,
+        size_bytes,
+        source_ae: ctx.source_ae.clone(),
+    })
+}

@@ -1,0 +1,206 @@
+//! The one ingest path. C-STORE, `glia import`, STOW-RS and AI outputs all store
+//! instances through `Ingestor::ingest`:
+//!
+//! spool → parse header → validate → put blob → index in one transaction → success.
+//!
+//! A rejected or failed instance leaves nothing behind: the spool file deletes itself,
+//! a blob whose index transaction failed is deleted, and a duplicate stores nothing.
+
+pub mod header;
+pub mod spool;
+pub mod uid;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::DuplicatePolicy;
+use crate::db::{DbError, IndexRepo, InsertOutcome};
+use crate::metrics::Metrics;
+use crate::store::{BlobKey, BlobStore, StoreError};
+pub use spool::{Spool, SpoolFile, SpoolWriter};
+
+/// Where an instance comes from and what the request said it is.
+#[derive(Debug, Clone, Default)]
+pub struct IngestContext {
+    /// Calling AE title (DIMSE) or another short source label. Never PHI.
+    pub source_ae: Option<String>,
+    /// The SOP Class UID the request announced (C-STORE Affected SOP Class UID).
+    pub expected_sop_class_uid: Option<String>,
+    /// The SOP Instance UID the request announced.
+    pub expected_sop_instance_uid: Option<String>,
+    /// The Study Instance UID the request is bound to (STOW-RS `/studies/{study}`).
+    pub expected_study_instance_uid: Option<String>,
+}
+
+/// Why an instance was not stored. Messages never contain patient data or UID values.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("not a readable DICOM object: {0}")]
+    Unreadable(String),
+    #[error("{0} is missing")]
+    MissingAttribute(&'static str),
+    #[error("{name} {problem}")]
+    InvalidUid {
+        name: &'static str,
+        problem: uid::UidProblem,
+    },
+    #[error("SOP Class UID of the data set ({found}) differs from the request ({expected})")]
+    SopClassMismatch { expected: String, found: String },
+    #[error("SOP Instance UID of the data set differs from the request")]
+    SopInstanceMismatch,
+    #[error("Study Instance UID of the data set differs from the request")]
+    StudyMismatch,
+    #[error("file meta information does not match the data set's SOP Class/Instance UID")]
+    MetaMismatch,
+    #[error("object exceeds the size limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("spool I/O failed: {0}")]
+    Io(String),
+    #[error("blob store failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("index failed: {0}")]
+    Index(#[from] DbError),
+}
+
+impl IngestError {
+    /// A stable machine-readable code (metrics, HTTP error bodies, import summary).
+    pub fn code(&self) -> &'static str {
+        match self {
+            IngestError::Unreadable(_) => "unreadable",
+            IngestError::MissingAttribute(_) => "missing_attribute",
+            IngestError::InvalidUid { .. } => "invalid_uid",
+            IngestError::SopClassMismatch { .. } => "sop_class_mismatch",
+            IngestError::SopInstanceMismatch => "sop_instance_mismatch",
+            IngestError::StudyMismatch => "study_mismatch",
+            IngestError::MetaMismatch => "meta_mismatch",
+            IngestError::TooLarge { .. } => "too_large",
+            IngestError::Io(_) => "io",
+            IngestError::Store(_) => "store",
+            IngestError::Index(_) => "index",
+        }
+    }
+
+    /// Is this the sender's fault (bad object) rather than ours (resources)?
+    pub fn is_rejection(&self) -> bool {
+        !matches!(
+            self,
+            IngestError::Io(_) | IngestError::Store(_) | IngestError::Index(_) | IngestError::TooLarge { .. }
+        )
+    }
+}
+
+/// What happened to an instance that was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Newly stored.
+    New { blob_key: BlobKey },
+    /// Already stored; nothing was written (duplicate policy `keep`).
+    Duplicate,
+    /// Replaced an instance with the same SOP Instance UID (policy `replace`).
+    Replaced { blob_key: BlobKey },
+}
+
+/// The ingest service shared by every surface.
+#[derive(Clone)]
+pub struct Ingestor {
+    store: BlobStore,
+    repo: IndexRepo,
+    spool: Spool,
+    policy: DuplicatePolicy,
+    metrics: Arc<Metrics>,
+}
+
+impl Ingestor {
+    pub fn new(
+        store: BlobStore,
+        repo: IndexRepo,
+        spool: Spool,
+        policy: DuplicatePolicy,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            repo,
+            spool,
+            policy,
+            metrics,
+        }
+    }
+
+    /// The spool new objects are written into.
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    /// Store one complete spooled Part 10 object. The spool file is consumed (and
+    /// deleted) whatever the outcome.
+    pub async fn ingest(&self, file: SpoolFile, ctx: IngestContext) -> Result<Stored, IngestError> {
+        let started = Instant::now();
+        let result = self.ingest_inner(file, ctx).await;
+        match &result {
+            Ok(Stored::New { .. } | Stored::Replaced { .. }) => {
+                self.metrics.instances_stored.inc();
+                self.metrics
+                    .ingest_seconds
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            Ok(Stored::Duplicate) => {}
+            Err(e) => {
+                self.metrics
+                    .ingest_failures
+                    .with_label_values(&[e.code()])
+                    .inc();
+            }
+        }
+        result
+    }
+
+    async fn ingest_inner(&self, file: SpoolFile, ctx: IngestContext) -> Result<Stored, IngestError> {
+        // Parse and validate off the async runtime.
+        let (file, record) = tokio::task::spawn_blocking(move || {
+            let rec = header::parse_and_validate(file.path(), &ctx);
+            (file, rec)
+        })
+        .await
+        .map_err(|e| IngestError::Io(e.to_string()))?;
+        let record = record?;
+
+        if self.policy == DuplicatePolicy::Keep
+            && self.repo.find_instance(&record.sop_instance_uid).await?.is_some()
+        {
+            return Ok(Stored::Duplicate);
+        }
+
+        let key = self.store.instance_key(
+            &record.study_instance_uid,
+            &record.series_instance_uid,
+            &record.sop_instance_uid,
+        );
+        let size = self.store.put_file(&key, file.path()).await?;
+        drop(file);
+
+        match self.repo.insert_instance(&record, &key.0, self.policy).await {
+            Ok(InsertOutcome::Inserted) => {
+                self.metrics.bytes_stored.inc_by(size);
+                Ok(Stored::New { blob_key: key })
+            }
+            Ok(InsertOutcome::Duplicate) => {
+                self.store.delete(&key).await?;
+                Ok(Stored::Duplicate)
+            }
+            Ok(InsertOutcome::Replaced { old_blob_key }) => {
+                self.metrics.bytes_stored.inc_by(size);
+                if let Err(e) = self.store.delete(&BlobKey(old_blob_key)).await {
+                    tracing::warn!(error = %e, "replaced object's old blob could not be deleted");
+                }
+                Ok(Stored::Replaced { blob_key: key })
+            }
+            Err(e) => {
+                if let Err(del) = self.store.delete(&key).await {
+                    tracing::error!(error = %del, key = %key, "orphan blob after failed index write");
+                }
+                Err(e.into())
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Glia: a DICOM-native PACS node.
+//!
+//! Module map: `config` (one typed tree), `app` (start-up/shutdown), `db` (index:
+//! sea-orm repo), `store` (blobs over object_store), `ingest` (the one ingest path),
+//! `dimse` (DICOM upper layer + services), `http` + `api` (poem / poem-openapi),
+//! `import` (bulk import), `metrics` (Prometheus).
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod dimse;
+pub mod http;
+pub mod import;
+pub mod ingest;
+pub mod metrics;
+pub mod store;
