@@ -47,7 +47,10 @@ pub enum StartError {
 pub async fn open_state(config: Config) -> Result<AppState, StartError> {
     let conn = db::connect(&config.database.url, config.database.max_connections).await?;
     db::migrate(&conn).await?;
-    tracing::info!(backend = db::backend_name(&conn), "index database ready (migrations applied)");
+    tracing::info!(
+        backend = db::backend_name(&conn),
+        "index database ready (migrations applied)"
+    );
 
     let store = BlobStore::from_config(&config.storage)?;
     store.probe().await?;
@@ -56,7 +59,10 @@ pub async fn open_state(config: Config) -> Result<AppState, StartError> {
     let spool = Spool::new(&config.ingest.spool_dir).map_err(StartError::Spool)?;
     let cleaned = spool.clean().map_err(StartError::Spool)?;
     if cleaned > 0 {
-        tracing::warn!(files = cleaned, "removed spool leftovers of an interrupted run");
+        tracing::warn!(
+            files = cleaned,
+            "removed spool leftovers of an interrupted run"
+        );
     }
 
     let metrics = Arc::new(Metrics::new());

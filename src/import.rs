@@ -22,7 +22,10 @@ pub fn collect_files(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            for e in walkdir::WalkDir::new(p).follow_links(false).sort_by_file_name() {
+            for e in walkdir::WalkDir::new(p)
+                .follow_links(false)
+                .sort_by_file_name()
+            {
                 match e {
                     Ok(e) if e.file_type().is_file() => out.push(e.into_path()),
                     _ => {}

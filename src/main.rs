@@ -39,8 +39,8 @@ enum Command {
 
 fn init_logging(cfg: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(cfg.log.level.clone()));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cfg.log.level.clone()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -60,7 +60,9 @@ async fn main() -> anyhow::Result<()> {
 
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let node = glia::app::start(config).await.context("starting the node")?;
+            let node = glia::app::start(config)
+                .await
+                .context("starting the node")?;
             let token = node.shutdown_token();
             tokio::spawn(async move {
                 glia::app::shutdown_signal().await;

@@ -27,10 +27,16 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("glia".into()), None).expect("registry");
-        let associations_open =
-            IntGauge::new("dimse_associations_open", "DIMSE associations currently open").unwrap();
+        let associations_open = IntGauge::new(
+            "dimse_associations_open",
+            "DIMSE associations currently open",
+        )
+        .unwrap();
         let associations_rejected = IntCounterVec::new(
-            Opts::new("dimse_associations_rejected_total", "Associations rejected, by reason"),
+            Opts::new(
+                "dimse_associations_rejected_total",
+                "Associations rejected, by reason",
+            ),
             &["reason"],
         )
         .unwrap();
@@ -39,19 +45,28 @@ impl Metrics {
         let bytes_stored =
             IntCounter::new("bytes_stored_total", "Bytes of newly stored instances").unwrap();
         let ingest_seconds = Histogram::with_opts(
-            HistogramOpts::new("ingest_seconds", "Spool-to-index latency of the ingest path")
-                .buckets(vec![
-                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-                ]),
+            HistogramOpts::new(
+                "ingest_seconds",
+                "Spool-to-index latency of the ingest path",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ]),
         )
         .unwrap();
         let dimse_failures = IntCounterVec::new(
-            Opts::new("dimse_failures_total", "DIMSE responses with a failure status"),
+            Opts::new(
+                "dimse_failures_total",
+                "DIMSE responses with a failure status",
+            ),
             &["status"],
         )
         .unwrap();
         let ingest_failures = IntCounterVec::new(
-            Opts::new("ingest_failures_total", "Instances rejected or failed, by error code"),
+            Opts::new(
+                "ingest_failures_total",
+                "Instances rejected or failed, by error code",
+            ),
             &["code"],
         )
         .unwrap();

@@ -127,7 +127,12 @@ fn pk(col: impl IntoIden) -> ColumnDef {
         .to_owned()
 }
 
-fn idx(table: impl IntoIden + 'static, name: &str, cols: &[&str], unique: bool) -> IndexCreateStatement {
+fn idx(
+    table: impl IntoIden + 'static,
+    name: &str,
+    cols: &[&str],
+    unique: bool,
+) -> IndexCreateStatement {
     let mut stmt = Index::create();
     stmt.name(name).table(table);
     for c in cols {
@@ -147,7 +152,12 @@ impl MigrationTrait for Migration {
                 .table(Patient::Table)
                 .col(pk(Patient::Id))
                 .col(ColumnDef::new(Patient::PatientId).string().not_null())
-                .col(ColumnDef::new(Patient::IssuerOfPatientId).string().not_null().default(""))
+                .col(
+                    ColumnDef::new(Patient::IssuerOfPatientId)
+                        .string()
+                        .not_null()
+                        .default(""),
+                )
                 .col(text(Patient::PatientName))
                 .col(text(Patient::PatientNameNorm))
                 .col(text(Patient::PatientBirthDate))
@@ -160,16 +170,38 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(idx(Patient::Table, "ux_patient_id_issuer", &["patient_id", "issuer_of_patient_id"], true)).await?;
-        m.create_index(idx(Patient::Table, "ix_patient_name_norm", &["patient_name_norm"], false)).await?;
-        m.create_index(idx(Patient::Table, "ix_patient_birth_date", &["patient_birth_date"], false)).await?;
+        m.create_index(idx(
+            Patient::Table,
+            "ux_patient_id_issuer",
+            &["patient_id", "issuer_of_patient_id"],
+            true,
+        ))
+        .await?;
+        m.create_index(idx(
+            Patient::Table,
+            "ix_patient_name_norm",
+            &["patient_name_norm"],
+            false,
+        ))
+        .await?;
+        m.create_index(idx(
+            Patient::Table,
+            "ix_patient_birth_date",
+            &["patient_birth_date"],
+            false,
+        ))
+        .await?;
 
         m.create_table(
             Table::create()
                 .table(Study::Table)
                 .col(pk(Study::Id))
                 .col(ColumnDef::new(Study::PatientFk).big_integer().not_null())
-                .col(ColumnDef::new(Study::StudyInstanceUid).string_len(64).not_null())
+                .col(
+                    ColumnDef::new(Study::StudyInstanceUid)
+                        .string_len(64)
+                        .not_null(),
+                )
                 .col(text(Study::StudyDate))
                 .col(text(Study::StudyTime))
                 .col(text(Study::AccessionNumber))
@@ -178,8 +210,18 @@ impl MigrationTrait for Migration {
                 .col(text(Study::ReferringPhysicianNameNorm))
                 .col(text(Study::StudyDescription))
                 .col(text(Study::InstitutionName))
-                .col(ColumnDef::new(Study::ModalitiesInStudy).string().not_null().default(""))
-                .col(ColumnDef::new(Study::SopClassesInStudy).text().not_null().default(""))
+                .col(
+                    ColumnDef::new(Study::ModalitiesInStudy)
+                        .string()
+                        .not_null()
+                        .default(""),
+                )
+                .col(
+                    ColumnDef::new(Study::SopClassesInStudy)
+                        .text()
+                        .not_null()
+                        .default(""),
+                )
                 .col(count(Study::NumSeries))
                 .col(count(Study::NumInstances))
                 .col(text(Study::SpecificCharacterSet))
@@ -194,19 +236,59 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(idx(Study::Table, "ux_study_uid", &["study_instance_uid"], true)).await?;
-        m.create_index(idx(Study::Table, "ix_study_patient", &["patient_fk"], false)).await?;
-        m.create_index(idx(Study::Table, "ix_study_date_time", &["study_date", "study_time"], false)).await?;
-        m.create_index(idx(Study::Table, "ix_study_accession", &["accession_number"], false)).await?;
-        m.create_index(idx(Study::Table, "ix_study_referring_norm", &["referring_physician_name_norm"], false)).await?;
-        m.create_index(idx(Study::Table, "ix_study_last_received", &["last_received_at"], false)).await?;
+        m.create_index(idx(
+            Study::Table,
+            "ux_study_uid",
+            &["study_instance_uid"],
+            true,
+        ))
+        .await?;
+        m.create_index(idx(
+            Study::Table,
+            "ix_study_patient",
+            &["patient_fk"],
+            false,
+        ))
+        .await?;
+        m.create_index(idx(
+            Study::Table,
+            "ix_study_date_time",
+            &["study_date", "study_time"],
+            false,
+        ))
+        .await?;
+        m.create_index(idx(
+            Study::Table,
+            "ix_study_accession",
+            &["accession_number"],
+            false,
+        ))
+        .await?;
+        m.create_index(idx(
+            Study::Table,
+            "ix_study_referring_norm",
+            &["referring_physician_name_norm"],
+            false,
+        ))
+        .await?;
+        m.create_index(idx(
+            Study::Table,
+            "ix_study_last_received",
+            &["last_received_at"],
+            false,
+        ))
+        .await?;
 
         m.create_table(
             Table::create()
                 .table(Series::Table)
                 .col(pk(Series::Id))
                 .col(ColumnDef::new(Series::StudyFk).big_integer().not_null())
-                .col(ColumnDef::new(Series::SeriesInstanceUid).string_len(64).not_null())
+                .col(
+                    ColumnDef::new(Series::SeriesInstanceUid)
+                        .string_len(64)
+                        .not_null(),
+                )
                 .col(text(Series::Modality))
                 .col(ColumnDef::new(Series::SeriesNumber).integer().null())
                 .col(text(Series::SeriesDescription))
@@ -231,17 +313,38 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(idx(Series::Table, "ux_series_uid", &["series_instance_uid"], true)).await?;
-        m.create_index(idx(Series::Table, "ix_series_study", &["study_fk"], false)).await?;
-        m.create_index(idx(Series::Table, "ix_series_modality", &["modality"], false)).await?;
+        m.create_index(idx(
+            Series::Table,
+            "ux_series_uid",
+            &["series_instance_uid"],
+            true,
+        ))
+        .await?;
+        m.create_index(idx(Series::Table, "ix_series_study", &["study_fk"], false))
+            .await?;
+        m.create_index(idx(
+            Series::Table,
+            "ix_series_modality",
+            &["modality"],
+            false,
+        ))
+        .await?;
 
         m.create_table(
             Table::create()
                 .table(Instance::Table)
                 .col(pk(Instance::Id))
                 .col(ColumnDef::new(Instance::SeriesFk).big_integer().not_null())
-                .col(ColumnDef::new(Instance::SopInstanceUid).string_len(64).not_null())
-                .col(ColumnDef::new(Instance::SopClassUid).string_len(64).not_null())
+                .col(
+                    ColumnDef::new(Instance::SopInstanceUid)
+                        .string_len(64)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Instance::SopClassUid)
+                        .string_len(64)
+                        .not_null(),
+                )
                 .col(ColumnDef::new(Instance::InstanceNumber).integer().null())
                 .col(text(Instance::ContentDate))
                 .col(text(Instance::ContentTime))
@@ -250,7 +353,11 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(Instance::NumberOfFrames).integer().null())
                 .col(ColumnDef::new(Instance::BitsAllocated).integer().null())
                 .col(text(Instance::PhotometricInterpretation))
-                .col(ColumnDef::new(Instance::TransferSyntaxUid).string_len(64).not_null())
+                .col(
+                    ColumnDef::new(Instance::TransferSyntaxUid)
+                        .string_len(64)
+                        .not_null(),
+                )
                 .col(ColumnDef::new(Instance::SizeBytes).big_integer().not_null())
                 .col(ColumnDef::new(Instance::BlobKey).string().not_null())
                 .col(text(Instance::SourceAe))
@@ -264,14 +371,37 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(idx(Instance::Table, "ux_instance_uid", &["sop_instance_uid"], true)).await?;
-        m.create_index(idx(Instance::Table, "ix_instance_series", &["series_fk", "instance_number"], false)).await?;
-        m.create_index(idx(Instance::Table, "ix_instance_sop_class", &["sop_class_uid"], false)).await?;
+        m.create_index(idx(
+            Instance::Table,
+            "ux_instance_uid",
+            &["sop_instance_uid"],
+            true,
+        ))
+        .await?;
+        m.create_index(idx(
+            Instance::Table,
+            "ix_instance_series",
+            &["series_fk", "instance_number"],
+            false,
+        ))
+        .await?;
+        m.create_index(idx(
+            Instance::Table,
+            "ix_instance_sop_class",
+            &["sop_class_uid"],
+            false,
+        ))
+        .await?;
         Ok(())
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for t in [Instance::Table.into_iden(), Series::Table.into_iden(), Study::Table.into_iden(), Patient::Table.into_iden()] {
+        for t in [
+            Instance::Table.into_iden(),
+            Series::Table.into_iden(),
+            Study::Table.into_iden(),
+            Patient::Table.into_iden(),
+        ] {
             m.drop_table(Table::drop().table(t).to_owned()).await?;
         }
         Ok(())

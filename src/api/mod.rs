@@ -12,6 +12,10 @@ pub type ApiRoot = health::HealthApi;
 
 /// Build the OpenAPI service (mounted under `/api`, spec at `/api/openapi.json`).
 pub fn service(state: AppState) -> OpenApiService<ApiRoot, ()> {
-    OpenApiService::new(health::HealthApi { state }, "Glia", env!("CARGO_PKG_VERSION"))
-        .server("/api")
+    OpenApiService::new(
+        health::HealthApi { state },
+        "Glia",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .server("/api")
 }

@@ -223,13 +223,15 @@ async fn insert_in_txn(
         if let Some(m) = rec.modality.as_deref() {
             let merged = merge_list(&study.modalities_in_study, m, true);
             if merged != study.modalities_in_study {
-                study_update = study_update.col_expr(study::Column::ModalitiesInStudy, Expr::value(merged));
+                study_update =
+                    study_update.col_expr(study::Column::ModalitiesInStudy, Expr::value(merged));
             }
         }
     }
     let classes = merge_list(&study.sop_classes_in_study, &rec.sop_class_uid, false);
     if classes != study.sop_classes_in_study {
-        study_update = study_update.col_expr(study::Column::SopClassesInStudy, Expr::value(classes));
+        study_update =
+            study_update.col_expr(study::Column::SopClassesInStudy, Expr::value(classes));
     }
     study_update
         .filter(study::Column::Id.eq(study.id))
@@ -332,7 +334,8 @@ async fn upsert_study(
     now: chrono::DateTime<Utc>,
 ) -> Result<(study::Model, bool), DbError> {
     let find = || {
-        let q = study::Entity::find().filter(study::Column::StudyInstanceUid.eq(&rec.study_instance_uid));
+        let q = study::Entity::find()
+            .filter(study::Column::StudyInstanceUid.eq(&rec.study_instance_uid));
         match txn.get_database_backend() {
             DbBackend::Postgres => q.lock_exclusive(),
             _ => q,
@@ -436,7 +439,10 @@ async fn remove_instance(txn: &DatabaseTransaction, old: &instance::Model) -> Re
         return Ok(());
     };
     series::Entity::update_many()
-        .col_expr(series::Column::NumInstances, Expr::col(series::Column::NumInstances).sub(1))
+        .col_expr(
+            series::Column::NumInstances,
+            Expr::col(series::Column::NumInstances).sub(1),
+        )
         .filter(series::Column::Id.eq(ser.id))
         .exec(txn)
         .await?;
@@ -444,12 +450,18 @@ async fn remove_instance(txn: &DatabaseTransaction, old: &instance::Model) -> Re
         return Ok(());
     };
     study::Entity::update_many()
-        .col_expr(study::Column::NumInstances, Expr::col(study::Column::NumInstances).sub(1))
+        .col_expr(
+            study::Column::NumInstances,
+            Expr::col(study::Column::NumInstances).sub(1),
+        )
         .filter(study::Column::Id.eq(st.id))
         .exec(txn)
         .await?;
     patient::Entity::update_many()
-        .col_expr(patient::Column::NumInstances, Expr::col(patient::Column::NumInstances).sub(1))
+        .col_expr(
+            patient::Column::NumInstances,
+            Expr::col(patient::Column::NumInstances).sub(1),
+        )
         .filter(patient::Column::Id.eq(st.patient_fk))
         .exec(txn)
         .await?;

@@ -1,12 +1,12 @@
 //! Association negotiation (PS3.8 §9.3.2/§9.3.3): which calling/called AE titles are
 //! accepted, which presentation contexts, and which transfer syntax for each one.
 
-use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_encoding::TransferSyntaxIndex;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::pdu::{
     AssociationAC, AssociationRJ, AssociationRJResult, AssociationRJServiceUserReason,
-    AssociationRJSource, AssociationRQ, PresentationContextResult,
-    PresentationContextResultReason, UserVariableItem,
+    AssociationRJSource, AssociationRQ, PresentationContextResult, PresentationContextResultReason,
+    UserVariableItem,
 };
 
 use super::sop;
@@ -88,12 +88,16 @@ pub fn negotiate(
     }
     let called = trim(&rq.called_ae_title);
     if cfg.check_called_ae && called != cfg.ae_title {
-        return Err(reject(AssociationRJServiceUserReason::CalledAETitleNotRecognized));
+        return Err(reject(
+            AssociationRJServiceUserReason::CalledAETitleNotRecognized,
+        ));
     }
     let calling = trim(&rq.calling_ae_title).to_string();
     let peer = cfg.peers.iter().find(|p| p.ae_title == calling);
     if cfg.require_known_peers && peer.is_none() {
-        return Err(reject(AssociationRJServiceUserReason::CallingAETitleNotRecognized));
+        return Err(reject(
+            AssociationRJServiceUserReason::CallingAETitleNotRecognized,
+        ));
     }
     let allowed = |service: &str| match peer {
         Some(p) => p.services.iter().any(|s| s == service),

@@ -158,8 +158,11 @@ impl CommandBuilder {
             .filter(|c| *c != '\\' && !c.is_control())
             .take(64)
             .collect();
-        self.elements
-            .push(DataElement::new(tags::ERROR_COMMENT, VR::LO, text_value(&v)));
+        self.elements.push(DataElement::new(
+            tags::ERROR_COMMENT,
+            VR::LO,
+            text_value(&v),
+        ));
         self
     }
 

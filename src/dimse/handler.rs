@@ -4,9 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use dicom_ul::pdu::{
-    AbortRQServiceProviderReason, AbortRQSource, PDataValue, PDataValueType, Pdu,
-};
+use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource, PDataValue, PDataValueType, Pdu};
 
 use super::association::{negotiate, Negotiated};
 use super::command::{field, Command, CommandBuilder};
@@ -74,7 +72,11 @@ impl Association {
     }
 
     /// Send a command set on presentation context `pc_id`.
-    pub async fn send_command(&mut self, pc_id: u8, bytes: Vec<u8>) -> Result<(), AssociationError> {
+    pub async fn send_command(
+        &mut self,
+        pc_id: u8,
+        bytes: Vec<u8>,
+    ) -> Result<(), AssociationError> {
         Ok(self.conn.send_command(pc_id, bytes).await?)
     }
 
@@ -118,20 +120,29 @@ pub async fn run(mut conn: Connection, ctx: Arc<DimseContext>, peer: std::net::S
         Ok(Ok(Pdu::AssociationRQ(rq))) => rq,
         Ok(Ok(other)) => {
             tracing::info!(%peer, pdu = pdu_kind(&other), "connection did not start with A-ASSOCIATE-RQ");
-            ctx.metrics.associations_rejected.with_label_values(&["protocol"]).inc();
+            ctx.metrics
+                .associations_rejected
+                .with_label_values(&["protocol"])
+                .inc();
             send_abort(&mut conn, AbortRQServiceProviderReason::UnexpectedPdu).await;
             return;
         }
         Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "not a DICOM association");
-            ctx.metrics.associations_rejected.with_label_values(&["protocol"]).inc();
+            ctx.metrics
+                .associations_rejected
+                .with_label_values(&["protocol"])
+                .inc();
             if !matches!(e, ConnectionError::Closed) {
                 send_abort(&mut conn, AbortRQServiceProviderReason::UnrecognizedPdu).await;
             }
             return;
         }
         Err(_) => {
-            ctx.metrics.associations_rejected.with_label_values(&["timeout"]).inc();
+            ctx.metrics
+                .associations_rejected
+                .with_label_values(&["timeout"])
+                .inc();
             conn.shutdown().await;
             return;
         }
@@ -140,7 +151,10 @@ pub async fn run(mut conn: Connection, ctx: Arc<DimseContext>, peer: std::net::S
         Ok(ok) => ok,
         Err(rj) => {
             tracing::info!(%peer, calling_ae = rq.calling_ae_title.trim(), source = ?rj.source, "association rejected");
-            ctx.metrics.associations_rejected.with_label_values(&["rejected"]).inc();
+            ctx.metrics
+                .associations_rejected
+                .with_label_values(&["rejected"])
+                .inc();
             let _ = conn.write_pdu(&Pdu::AssociationRJ(rj)).await;
             conn.shutdown().await;
             return;
@@ -204,8 +218,7 @@ async fn serve(assoc: &mut Association, ctx: &DimseContext) -> Result<(), Associ
                 Incoming::Abort => return Err(AssociationError::Aborted),
             }
         };
-        let cmd = Command::decode(&bytes)
-            .map_err(|e| AssociationError::Protocol(e.to_string()))?;
+        let cmd = Command::decode(&bytes).map_err(|e| AssociationError::Protocol(e.to_string()))?;
         let Some(pc) = assoc.negotiated.context(pc_id).cloned() else {
             return Err(AssociationError::Protocol(format!(
                 "presentation context {pc_id} was not accepted"
@@ -227,8 +240,14 @@ async fn serve(assoc: &mut Association, ctx: &DimseContext) -> Result<(), Associ
                     .with_label_values(&[&format!("{:04X}", status::UNRECOGNIZED_OPERATION)])
                     .inc();
                 let rsp = CommandBuilder::response_to(other | field::RESPONSE_BIT, cmd.message_id)
-                    .uid(dicom_dictionary_std::tags::AFFECTED_SOP_CLASS_UID, &pc.abstract_syntax)
-                    .us(dicom_dictionary_std::tags::STATUS, status::UNRECOGNIZED_OPERATION)
+                    .uid(
+                        dicom_dictionary_std::tags::AFFECTED_SOP_CLASS_UID,
+                        &pc.abstract_syntax,
+                    )
+                    .us(
+                        dicom_dictionary_std::tags::STATUS,
+                        status::UNRECOGNIZED_OPERATION,
+                    )
                     .encode();
                 assoc.send_command(pc.id, rsp).await?;
             }

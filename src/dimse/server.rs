@@ -97,9 +97,15 @@ impl DimseServer {
         }
         tracker.close();
         let grace = Duration::from_secs(cfg.shutdown_grace_secs);
-        tracing::info!(open = tracker.len(), "DIMSE listener closed; draining associations");
+        tracing::info!(
+            open = tracker.len(),
+            "DIMSE listener closed; draining associations"
+        );
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            tracing::warn!(open = tracker.len(), "associations still open after the grace period; closing them");
+            tracing::warn!(
+                open = tracker.len(),
+                "associations still open after the grace period; closing them"
+            );
         }
     }
 }

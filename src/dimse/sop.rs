@@ -7,12 +7,12 @@ pub const VERIFICATION: &str = "1.2.840.10008.1.1";
 const STORAGE_ROOT: &str = "1.2.840.10008.5.1.4.1.1.";
 /// ...except these few standard storage classes registered elsewhere.
 const OTHER_STANDARD_STORAGE: &[&str] = &[
-    "1.2.840.10008.5.1.4.38.1", // Hanging Protocol Storage
-    "1.2.840.10008.5.1.4.39.1", // Color Palette Storage
-    "1.2.840.10008.5.1.4.43.1", // Generic Implant Template Storage
-    "1.2.840.10008.5.1.4.44.1", // Implant Assembly Template Storage
-    "1.2.840.10008.5.1.4.45.1", // Implant Template Group Storage
-    "1.2.840.10008.5.1.4.34.7", // RT Beams Delivery Instruction Storage
+    "1.2.840.10008.5.1.4.38.1",  // Hanging Protocol Storage
+    "1.2.840.10008.5.1.4.39.1",  // Color Palette Storage
+    "1.2.840.10008.5.1.4.43.1",  // Generic Implant Template Storage
+    "1.2.840.10008.5.1.4.44.1",  // Implant Assembly Template Storage
+    "1.2.840.10008.5.1.4.45.1",  // Implant Template Group Storage
+    "1.2.840.10008.5.1.4.34.7",  // RT Beams Delivery Instruction Storage
     "1.2.840.10008.5.1.4.34.10", // RT Brachy Application Setup Delivery Instruction
 ];
 /// The root of every UID the standard defines.

@@ -35,7 +35,13 @@ pub async fn handle(
     if !cmd.has_data_set {
         ctx.count_failure(status::CANNOT_UNDERSTAND);
         return assoc
-            .send_command(pc.id, respond(status::CANNOT_UNDERSTAND, Some("C-STORE-RQ without a data set")))
+            .send_command(
+                pc.id,
+                respond(
+                    status::CANNOT_UNDERSTAND,
+                    Some("C-STORE-RQ without a data set"),
+                ),
+            )
             .await;
     }
     // The request must name the context's SOP class and a syntactically valid instance.
@@ -45,7 +51,10 @@ pub async fn handle(
             "Affected SOP Class UID differs from the presentation context",
         ))
     } else if crate::ingest::uid::check_uid(&sop_instance).is_err() {
-        Some((status::CANNOT_UNDERSTAND, "Affected SOP Instance UID is not a valid UID"))
+        Some((
+            status::CANNOT_UNDERSTAND,
+            "Affected SOP Instance UID is not a valid UID",
+        ))
     } else {
         None
     };
@@ -64,12 +73,20 @@ pub async fn handle(
             assoc.drain_data().await?;
             ctx.count_failure(status::OUT_OF_RESOURCES);
             return assoc
-                .send_command(pc.id, respond(status::OUT_OF_RESOURCES, Some("spool unavailable")))
+                .send_command(
+                    pc.id,
+                    respond(status::OUT_OF_RESOURCES, Some("spool unavailable")),
+                )
                 .await;
         }
     };
     let mut failure: Option<IngestError> = writer
-        .write_part10_header(&sop_class, &sop_instance, &pc.transfer_syntax, Some(&assoc.negotiated.calling_ae))
+        .write_part10_header(
+            &sop_class,
+            &sop_instance,
+            &pc.transfer_syntax,
+            Some(&assoc.negotiated.calling_ae),
+        )
         .await
         .err()
         .map(|e| IngestError::Io(e.to_string()));

@@ -61,8 +61,7 @@ pub fn record_from_object(
     let sop_class_uid = required_uid(obj, tags::SOP_CLASS_UID, "SOP Class UID")?;
     let sop_instance_uid = required_uid(obj, tags::SOP_INSTANCE_UID, "SOP Instance UID")?;
     let study_instance_uid = required_uid(obj, tags::STUDY_INSTANCE_UID, "Study Instance UID")?;
-    let series_instance_uid =
-        required_uid(obj, tags::SERIES_INSTANCE_UID, "Series Instance UID")?;
+    let series_instance_uid = required_uid(obj, tags::SERIES_INSTANCE_UID, "Series Instance UID")?;
 
     if let Some(expected) = ctx.expected_sop_class_uid.as_deref() {
         if expected != sop_class_uid {
@@ -113,10 +112,7 @@ pub fn record_from_object(
         protocol_name: text(obj, tags::PROTOCOL_NAME),
         series_date: text(obj, tags::SERIES_DATE),
         series_time: text(obj, tags::SERIES_TIME),
-        performed_procedure_step_start_date: text(
-            obj,
-            tags::PERFORMED_PROCEDURE_STEP_START_DATE,
-        ),
+        performed_procedure_step_start_date: text(obj, tags::PERFORMED_PROCEDURE_STEP_START_DATE),
         frame_of_reference_uid: text(obj, tags::FRAME_OF_REFERENCE_UID),
         laterality: text(obj, tags::LATERALITY),
         manufacturer: text(obj, tags::MANUFACTURER),

@@ -84,7 +84,10 @@ impl IngestError {
     pub fn is_rejection(&self) -> bool {
         !matches!(
             self,
-            IngestError::Io(_) | IngestError::Store(_) | IngestError::Index(_) | IngestError::TooLarge { .. }
+            IngestError::Io(_)
+                | IngestError::Store(_)
+                | IngestError::Index(_)
+                | IngestError::TooLarge { .. }
         )
     }
 }
@@ -155,7 +158,11 @@ impl Ingestor {
         result
     }
 
-    async fn ingest_inner(&self, file: SpoolFile, ctx: IngestContext) -> Result<Stored, IngestError> {
+    async fn ingest_inner(
+        &self,
+        file: SpoolFile,
+        ctx: IngestContext,
+    ) -> Result<Stored, IngestError> {
         // Parse and validate off the async runtime.
         let (file, record) = tokio::task::spawn_blocking(move || {
             let rec = header::parse_and_validate(file.path(), &ctx);
@@ -166,7 +173,11 @@ impl Ingestor {
         let record = record?;
 
         if self.policy == DuplicatePolicy::Keep
-            && self.repo.find_instance(&record.sop_instance_uid).await?.is_some()
+            && self
+                .repo
+                .find_instance(&record.sop_instance_uid)
+                .await?
+                .is_some()
         {
             return Ok(Stored::Duplicate);
         }
@@ -179,7 +190,11 @@ impl Ingestor {
         let size = self.store.put_file(&key, file.path()).await?;
         drop(file);
 
-        match self.repo.insert_instance(&record, &key.0, self.policy).await {
+        match self
+            .repo
+            .insert_instance(&record, &key.0, self.policy)
+            .await
+        {
             Ok(InsertOutcome::Inserted) => {
                 self.metrics.bytes_stored.inc_by(size);
                 Ok(Stored::New { blob_key: key })

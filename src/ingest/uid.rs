@@ -60,7 +60,10 @@ mod tests {
     fn invalid_uids() {
         assert_eq!(check_uid(""), Err(UidProblem::Empty));
         assert_eq!(check_uid(&"1.".repeat(32)), Err(UidProblem::EmptyComponent));
-        assert_eq!(check_uid(&format!("1.{}", "2".repeat(63))), Err(UidProblem::TooLong(65)));
+        assert_eq!(
+            check_uid(&format!("1.{}", "2".repeat(63))),
+            Err(UidProblem::TooLong(65))
+        );
         assert_eq!(check_uid("../../etc/passwd"), Err(UidProblem::BadCharacter));
         assert_eq!(check_uid("1..2"), Err(UidProblem::EmptyComponent));
         assert_eq!(check_uid("1.2."), Err(UidProblem::EmptyComponent));

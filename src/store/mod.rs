@@ -160,7 +160,9 @@ impl BlobStore {
 
     /// Put bytes under `key`.
     pub async fn put_bytes(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
-        self.inner.put(&self.path(key), PutPayload::from(bytes)).await?;
+        self.inner
+            .put(&self.path(key), PutPayload::from(bytes))
+            .await?;
         Ok(())
     }
 
@@ -225,7 +227,11 @@ mod tests {
         assert!(!a.0.contains("1.2.3"));
         assert!(a.0.starts_with("v1/"));
         assert_eq!(a.0.split('/').count(), 4);
-        assert_eq!(a.0.split('/').nth(1), b.0.split('/').nth(1), "same study prefix");
+        assert_eq!(
+            a.0.split('/').nth(1),
+            b.0.split('/').nth(1),
+            "same study prefix"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
