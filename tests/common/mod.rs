@@ -392,3 +392,73 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// The pydicom test-file corpus (from the installed pydicom wheel), if present.
+pub fn pydicom_test_files() -> Option<PathBuf> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import pydicom, os; print(os.path.join(os.path.dirname(pydicom.__file__), 'data', 'test_files'))",
+        ])
+        .output()
+        .ok()?;
+    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    p.is_dir().then_some(p)
+}
+
+/// Assert that `stored` holds exactly the elements of `sent` outside the file meta
+/// group (group lengths aside), with equal values; pixel data byte-identical.
+/// Sequences are compared item by item (their length encoding may differ).
+pub fn assert_same_dataset(
+    sent: &dicom_object::DefaultDicomObject,
+    stored: &dicom_object::DefaultDicomObject,
+    what: &str,
+) {
+    assert_same_items(sent, stored, what);
+}
+
+fn assert_same_items(
+    sent: &dicom_object::InMemDicomObject,
+    stored: &dicom_object::InMemDicomObject,
+    what: &str,
+) {
+    use dicom_core::header::Header;
+    use dicom_core::value::Value;
+    // File meta, group lengths and Data Set Trailing Padding (dcmtk drops it) aside.
+    let keep = |t: dicom_core::Tag| {
+        t.group() != 0x0002 && t.element() != 0x0000 && t != dicom_core::Tag(0xFFFC, 0xFFFC)
+    };
+    let a: Vec<_> = sent.iter().filter(|e| keep(e.tag())).collect();
+    let b: Vec<_> = stored.iter().filter(|e| keep(e.tag())).collect();
+    let ta: Vec<_> = a.iter().map(|e| e.tag()).collect();
+    let tb: Vec<_> = b.iter().map(|e| e.tag()).collect();
+    let missing: Vec<_> = ta.iter().filter(|t| !tb.contains(t)).collect();
+    let extra: Vec<_> = tb.iter().filter(|t| !ta.contains(t)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: missing {missing:?}, extra {extra:?}"
+    );
+    for (x, y) in a.iter().zip(b.iter()) {
+        let tag = x.tag();
+        assert_eq!(x.vr(), y.vr(), "{what}: VR of {tag}");
+        match (x.value(), y.value()) {
+            (Value::Sequence(p), Value::Sequence(q)) => {
+                assert_eq!(p.items().len(), q.items().len(), "{what}: items of {tag}");
+                for (i, (u, v)) in p.items().iter().zip(q.items()).enumerate() {
+                    assert_same_items(u, v, &format!("{what} {tag}[{i}]"));
+                }
+            }
+            (Value::PixelSequence(p), Value::PixelSequence(q)) => {
+                assert_eq!(p.offset_table(), q.offset_table(), "{what}: offset table");
+                assert!(
+                    p.fragments() == q.fragments(),
+                    "{what}: pixel data fragments differ"
+                );
+            }
+            (Value::Primitive(p), Value::Primitive(q)) => {
+                assert!(p == q, "{what}: value of {tag} differs");
+            }
+            _ => panic!("{what}: kind of value of {tag} differs"),
+        }
+    }
+}
