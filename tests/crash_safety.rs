@@ -46,10 +46,23 @@ async fn kill_during_stores(env: TestEnv) {
     let mut all = Vec::new();
     for k in 0..3 {
         let dir = env.dir.path().join(format!("src{k}"));
-        all.extend(write_series(&dir, &Ids::new(&format!("CRASH{k}")), 150, 64, 64));
+        all.extend(write_series(
+            &dir,
+            &Ids::new(&format!("CRASH{k}")),
+            150,
+            64,
+            64,
+        ));
         let log = env.dir.path().join(format!("storescu{k}.log"));
         let child = Command::new(&storescu)
-            .args(["-v", "-aec", "GLIA", "+sd", "127.0.0.1", &dimse_port.to_string()])
+            .args([
+                "-v",
+                "-aec",
+                "GLIA",
+                "+sd",
+                "127.0.0.1",
+                &dimse_port.to_string(),
+            ])
             .arg(&dir)
             .env("TCP_NODELAY", "1")
             .stdout(Stdio::null())
@@ -75,7 +88,11 @@ async fn kill_during_stores(env: TestEnv) {
         let _ = child.wait();
         acked.extend(acknowledged(&std::fs::read_to_string(log).unwrap()));
     }
-    assert!(acked.len() >= 60, "acknowledged before the kill: {}", acked.len());
+    assert!(
+        acked.len() >= 60,
+        "acknowledged before the kill: {}",
+        acked.len()
+    );
     assert!(acked.len() < all.len(), "the kill interrupted the senders");
 
     // Restart (in-process, same database and blobs).
@@ -91,7 +108,10 @@ async fn kill_during_stores(env: TestEnv) {
             let k = i / 150;
             (
                 ids.sop.clone(),
-                env.dir.path().join(format!("src{k}")).join(format!("{}.dcm", ids.sop)),
+                env.dir
+                    .path()
+                    .join(format!("src{k}"))
+                    .join(format!("{}.dcm", ids.sop)),
             )
         })
         .collect();
@@ -104,9 +124,18 @@ async fn kill_during_stores(env: TestEnv) {
         // Everything visible in the index is complete and readable.
         if let Some(row) = row {
             present += 1;
-            let blob = node.state.store.get(&BlobKey(row.blob_key)).await.expect("blob present");
-            let stored = OpenFileOptions::new().from_reader(&blob[128..]).expect("readable");
-            let sent = OpenFileOptions::new().open_file(&sources[&ids.sop]).unwrap();
+            let blob = node
+                .state
+                .store
+                .get(&BlobKey(row.blob_key))
+                .await
+                .expect("blob present");
+            let stored = OpenFileOptions::new()
+                .from_reader(&blob[128..])
+                .expect("readable");
+            let sent = OpenFileOptions::new()
+                .open_file(&sources[&ids.sop])
+                .unwrap();
             assert_same_dataset(&sent, &stored, &ids.sop);
         }
     }

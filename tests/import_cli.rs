@@ -25,7 +25,11 @@ async fn import_reports_stored_duplicates_and_rejections() {
     let bytes = std::fs::read(dir.join("series").join(format!("{}.dcm", good[1].sop))).unwrap();
     std::fs::write(dir.join("truncated.dcm"), &bytes[..bytes.len() - 50]).unwrap();
     let mut evil = mr_dataset(&Ids::new("IMP2"), 1, 8, 8);
-    evil.put_str(tags::SOP_INSTANCE_UID, dicom_core::VR::UI, "../../etc/passwd");
+    evil.put_str(
+        tags::SOP_INSTANCE_UID,
+        dicom_core::VR::UI,
+        "../../etc/passwd",
+    );
     let _ = as_file(evil).write_to_file(dir.join("evil.dcm"));
 
     let out = Command::new(env!("CARGO_BIN_EXE_glia"))
@@ -36,16 +40,38 @@ async fn import_reports_stored_duplicates_and_rejections() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("stored: 5  duplicate: 1  rejected: 3"), "{stdout}");
-    assert!(stdout.contains("garbage.dcm: not a readable DICOM object"), "{stdout}");
-    assert!(stdout.contains("truncated.dcm: not a readable DICOM object"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("stored: 5  duplicate: 1  rejected: 3"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("garbage.dcm: not a readable DICOM object"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("truncated.dcm: not a readable DICOM object"),
+        "{stdout}"
+    );
     assert!(stdout.contains("evil.dcm"), "{stdout}");
-    assert!(!stdout.contains("IMP1"), "no patient data in the summary: {stdout}");
+    assert!(
+        !stdout.contains("IMP1"),
+        "no patient data in the summary: {stdout}"
+    );
 
     let node = env.start().await;
     for ids in &good {
-        assert!(node.state.repo.find_instance(&ids.sop).await.unwrap().is_some());
+        assert!(node
+            .state
+            .repo
+            .find_instance(&ids.sop)
+            .await
+            .unwrap()
+            .is_some());
     }
     assert_eq!(common::health(node.http_addr).await["instances"], 5);
     assert_eq!(env.spool_files(), 0);

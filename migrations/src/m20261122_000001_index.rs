@@ -4,6 +4,9 @@
 //! required and common optional keys), per-level counts, the blob key of each instance
 //! and received-at timestamps. Indexed on what queries filter by, for 1M+ instances.
 
+// Column names mirror DICOM keywords (PatientName in table patient, ...).
+#![allow(clippy::enum_variant_names)]
+
 use sea_orm_migration::prelude::*;
 
 pub struct Migration;
