@@ -311,6 +311,19 @@ mod tests {
     }
 
     #[test]
+    fn env_overrides_file_and_cli_overrides_env() {
+        // The only test touching these variables.
+        std::env::set_var("GLIA__DIMSE__MAX_ASSOCIATIONS", "7");
+        std::env::set_var("GLIA__HTTP__PORT", "9999");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let cfg = Config::load(&path, &["http.port=1234".into()]).unwrap();
+        std::env::remove_var("GLIA__DIMSE__MAX_ASSOCIATIONS");
+        std::env::remove_var("GLIA__HTTP__PORT");
+        assert_eq!(cfg.dimse.max_associations, 7);
+        assert_eq!(cfg.http.port, 1234);
+    }
+
+    #[test]
     fn bad_ae_title_is_refused() {
         let err = Config::load(
             Path::new("/nonexistent.toml"),

@@ -80,6 +80,12 @@ async fn store_indexes_and_keeps_bytes(env: TestEnv) {
         );
     }
     assert_eq!(env.spool_files(), 0);
+    let metrics = common::http_get(node.http_addr, "/metrics").await;
+    assert!(
+        metrics.contains("glia_instances_stored_total 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("glia_ingest_seconds_count 3"));
     node.stop().await;
 }
 both_backends!(store_indexes_and_keeps_bytes, store_indexes_and_keeps_bytes);
@@ -266,6 +272,13 @@ async fn bad_objects_are_refused(mut env: TestEnv) {
         .await;
     assert_eq!(st, status::SUCCESS);
     assert_eq!(health(node.http_addr).await["instances"], 1);
+    let metrics = common::http_get(node.http_addr, "/metrics").await;
+    assert!(
+        metrics.contains("glia_dimse_failures_total{status=\"C000\"} 6"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("glia_dimse_failures_total{status=\"A900\"} 1"));
+    assert!(metrics.contains("glia_dimse_failures_total{status=\"A700\"} 1"));
     scu.release().await;
     node.stop().await;
 }

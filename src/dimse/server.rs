@@ -43,7 +43,8 @@ impl DimseServer {
 
     /// Serve until `shutdown` is cancelled, then drain.
     pub async fn run(self, shutdown: CancellationToken) {
-        let cfg = &self.ctx.config;
+        let Self { listener, ctx } = self;
+        let cfg = &ctx.config;
         let slots = Arc::new(Semaphore::new(cfg.max_associations));
         // Bounded number of "busy" rejections in flight, so a flood cannot pile up tasks.
         let rejecting = Arc::new(Semaphore::new(16));
@@ -59,7 +60,7 @@ impl DimseServer {
         loop {
             let (stream, peer) = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                accepted = self.listener.accept() => match accepted {
+                accepted = listener.accept() => match accepted {
                     Ok(x) => x,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -71,7 +72,7 @@ impl DimseServer {
             let _ = stream.set_nodelay(true);
             match slots.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    let ctx = self.ctx.clone();
+                    let ctx = ctx.clone();
                     let conn = new_conn(stream);
                     tracker.spawn(async move {
                         handler::run(conn, ctx, peer).await;
@@ -79,8 +80,7 @@ impl DimseServer {
                     });
                 }
                 Err(_) => {
-                    self.ctx
-                        .metrics
+                    ctx.metrics
                         .associations_rejected
                         .with_label_values(&["limit"])
                         .inc();
@@ -95,6 +95,8 @@ impl DimseServer {
                 }
             }
         }
+        // Refuse new connections at once while the open ones drain.
+        drop(listener);
         tracker.close();
         let grace = Duration::from_secs(cfg.shutdown_grace_secs);
         tracing::info!(

@@ -335,7 +335,10 @@ pub fn spawn_glia(env: &TestEnv, dimse_port: u16, http_port: u16) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_glia"))
         .args(env.cli_args(dimse_port, http_port))
         .arg("serve")
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("GLIA_TEST_NODE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -356,17 +359,24 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
     panic!("nothing listens on port {port} after {timeout:?}");
 }
 
-/// `GET /health` of a node, parsed.
-pub async fn health(http: std::net::SocketAddr) -> serde_json::Value {
+/// A plain HTTP GET; returns the body.
+pub async fn http_get(http: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(http).await.unwrap();
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("");
-    serde_json::from_str(body).unwrap_or_else(|_| panic!("health body: {out}"))
+    out.split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default()
+}
+
+/// `GET /health` of a node, parsed.
+pub async fn health(http: std::net::SocketAddr) -> serde_json::Value {
+    let body = http_get(http, "/health").await;
+    serde_json::from_str(&body).unwrap_or_else(|_| panic!("health body: {body}"))
 }
 
 /// Run an async test body against both backends.
