@@ -1,0 +1,419 @@
+//! C-STORE sub-operations, the machinery under the C-MOVE and C-GET SCPs: which
+//! presentation contexts to propose for a set of stored instances, and sending one
+//! stored instance as a C-STORE-RQ on an association whose contexts are known (the
+//! association to the move destination for C-MOVE, the requesting one for C-GET).
+//!
+//! An instance goes out exactly as stored when the peer accepted its stored transfer
+//! syntax (the blob's data set bytes, no re-encoding); otherwise it is re-encoded in
+//! explicit or implicit VR little endian, decompressing encapsulated pixel data.
+
+use bytes::Bytes;
+use dicom_dictionary_std::tags;
+use dicom_ul::pdu::{PDataValueType, Pdu};
+
+use super::association::AcceptedContext;
+use super::client::ProposedContext;
+use super::command::{field, Command, CommandBuilder, DATA_SET_PRESENT};
+use super::connection::{Connection, ConnectionError};
+use super::transcode::{self, EXPLICIT_VR_LE, IMPLICIT_VR_LE};
+use crate::db::repo::StoredInstance;
+use crate::store::{BlobKey, BlobStore};
+
+/// Priority (0000,0700): MEDIUM.
+pub const PRIORITY_MEDIUM: u16 = 0x0000;
+/// Most presentation contexts one association can carry (odd ids 1..=255).
+pub const MAX_CONTEXTS: usize = 128;
+
+/// The result of one C-STORE sub-operation, as counted in C-MOVE/C-GET responses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubOpOutcome {
+    /// Status 0000.
+    Completed,
+    /// A warning status (0xBxxx, 0x0001, 0x0107, 0x0116): counted as a warning.
+    Warning(u16),
+    /// Not stored: a failure status from the peer, or nothing was sent (no
+    /// presentation context, blob missing, transcoding failed). The association is
+    /// still usable.
+    Failed(String),
+}
+
+/// What [`store_instance`] reports when the association is still usable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubOpReport {
+    pub outcome: SubOpOutcome,
+    /// The status of the C-STORE-RSP (`None` when no C-STORE-RQ was sent).
+    pub status: Option<u16>,
+    /// C-GET only: a C-CANCEL-RQ arrived while the C-STORE-RSP was awaited; this is
+    /// its Message ID Being Responded To (the C-GET's Message ID, which the caller
+    /// should check). The C-STORE-RSP was still read, so the association is in a
+    /// clean state: the caller stops its sub-operations and answers the C-GET with
+    /// status Cancel (FE00).
+    pub cancel: Option<u16>,
+}
+
+/// The association can no longer be used: the caller stops its sub-operations.
+#[derive(Debug, thiserror::Error)]
+pub enum SubOpError {
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error("association aborted by the peer")]
+    Aborted,
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+fn trim(s: &str) -> &str {
+    s.trim_matches(|c: char| c == '\0' || c == ' ')
+}
+
+/// Presentation contexts to propose for sending `instances`: for each distinct SOP
+/// class (in order of first appearance) one context proposing the class's stored
+/// transfer syntaxes, plus one proposing explicit and implicit VR little endian (the
+/// fallback, used after transcoding). Odd ids 1, 3, 5, ...
+///
+/// More than 64 classes do not fit in pairs: then each class gets one context
+/// proposing its stored syntaxes followed by the two uncompressed ones; classes past
+/// the 128th get no context (their instances fail with "no presentation context").
+pub fn plan_contexts(instances: &[StoredInstance]) -> Vec<ProposedContext> {
+    let mut classes: Vec<(String, Vec<String>)> = Vec::new();
+    for inst in instances {
+        let class = trim(&inst.sop_class_uid);
+        let ts = trim(&inst.transfer_syntax_uid).to_string();
+        match classes.iter_mut().find(|(c, _)| c == class) {
+            Some((_, list)) => {
+                if !list.contains(&ts) {
+                    list.push(ts);
+                }
+            }
+            None => classes.push((class.to_string(), vec![ts])),
+        }
+    }
+    let uncompressed = || vec![EXPLICIT_VR_LE.to_string(), IMPLICIT_VR_LE.to_string()];
+    let mut out = Vec::new();
+    let mut next_id = 1u8;
+    let mut push = |out: &mut Vec<ProposedContext>, abstract_syntax: &str, ts: Vec<String>| {
+        out.push(ProposedContext {
+            id: next_id,
+            abstract_syntax: abstract_syntax.to_string(),
+            transfer_syntaxes: ts,
+        });
+        next_id = next_id.wrapping_add(2);
+    };
+    if classes.len() * 2 <= MAX_CONTEXTS {
+        for (class, stored) in classes {
+            push(&mut out, &class, stored);
+            push(&mut out, &class, uncompressed());
+        }
+    } else {
+        for (class, mut ts) in classes.into_iter().take(MAX_CONTEXTS) {
+            for u in uncompressed() {
+                if !ts.contains(&u) {
+                    ts.push(u);
+                }
+            }
+            push(&mut out, &class, ts);
+        }
+    }
+    out
+}
+
+/// How an instance will be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    /// The stored data set bytes on this context.
+    AsStored(u8),
+    /// Re-encoded in this uncompressed syntax on this context.
+    Transcode(u8, String),
+}
+
+fn choose_route(accepted: &[AcceptedContext], inst: &StoredInstance) -> Option<Route> {
+    let class = trim(&inst.sop_class_uid);
+    let stored_ts = trim(&inst.transfer_syntax_uid);
+    let of_class = || {
+        accepted
+            .iter()
+            .filter(|c| trim(&c.abstract_syntax) == class)
+    };
+    if let Some(c) = of_class().find(|c| trim(&c.transfer_syntax) == stored_ts) {
+        return Some(Route::AsStored(c.id));
+    }
+    for ts in [EXPLICIT_VR_LE, IMPLICIT_VR_LE] {
+        if let Some(c) = of_class().find(|c| trim(&c.transfer_syntax) == ts) {
+            return Some(Route::Transcode(c.id, ts.to_string()));
+        }
+    }
+    None
+}
+
+/// Map a C-STORE-RSP status to an outcome.
+pub fn outcome_for_status(status: u16, comment: Option<&str>) -> SubOpOutcome {
+    match status {
+        0x0000 => SubOpOutcome::Completed,
+        s if s & 0xF000 == 0xB000 || s == 0x0001 || s == 0x0107 || s == 0x0116 => {
+            SubOpOutcome::Warning(s)
+        }
+        s => SubOpOutcome::Failed(match comment {
+            Some(c) => format!("peer answered {s:04X}: {c}"),
+            None => format!("peer answered {s:04X}"),
+        }),
+    }
+}
+
+fn not_sent(reason: String) -> SubOpReport {
+    SubOpReport {
+        outcome: SubOpOutcome::Failed(reason),
+        status: None,
+        cancel: None,
+    }
+}
+
+/// The data set bytes to send, or why there are none.
+async fn data_set_for(store: &BlobStore, key: &str, route: &Route) -> Result<Bytes, String> {
+    let blob = store
+        .get(&BlobKey(key.to_string()))
+        .await
+        .map_err(|e| format!("stored object could not be read: {e}"))?;
+    match route {
+        Route::AsStored(_) => {
+            let at = transcode::dataset_offset(&blob).map_err(|e| e.to_string())?;
+            Ok(blob.slice(at..))
+        }
+        Route::Transcode(_, ts) => {
+            let ts = ts.clone();
+            tokio::task::spawn_blocking(move || transcode::to_uncompressed(&blob, &ts))
+                .await
+                .map_err(|e| format!("transcoding task failed: {e}"))?
+                .map(Bytes::from)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Send one stored instance as a C-STORE sub-operation and read its C-STORE-RSP.
+///
+/// `accepted` are the association's accepted presentation contexts; `message_id`
+/// the C-STORE-RQ's Message ID; `originator` the C-MOVE's (calling AE title, Message
+/// ID), sent as Move Originator AE Title (0000,1030) / Message ID (0000,1031).
+///
+/// Context choice: one with the instance's SOP class and its stored transfer syntax
+/// (the stored data set bytes go out unchanged), else one with the class and an
+/// uncompressed little-endian syntax (re-encoded, pixel data decompressed), else
+/// `Failed("no presentation context ...")` without sending anything.
+///
+/// Returns `Ok` whenever the association is still usable, including failures of this
+/// one instance; `Err` when it is not (I/O error, timeout, A-ABORT, protocol error):
+/// the caller stops and counts the remaining instances as failed.
+///
+/// On a C-GET's requesting association a C-CANCEL-RQ may arrive while the response
+/// is awaited: it is noted in [`SubOpReport::cancel`] and the C-STORE-RSP is still
+/// read. The connection is read PDU by PDU: PDVs following the C-STORE-RSP in the
+/// same P-DATA-TF are not kept (peers do not send any before our next request).
+pub async fn store_instance(
+    conn: &mut Connection,
+    accepted: &[AcceptedContext],
+    store: &BlobStore,
+    inst: &StoredInstance,
+    message_id: u16,
+    originator: Option<(&str, u16)>,
+) -> Result<SubOpReport, SubOpError> {
+    let Some(route) = choose_route(accepted, inst) else {
+        return Ok(not_sent(format!(
+            "no presentation context for {} in {} or an uncompressed syntax",
+            trim(&inst.sop_class_uid),
+            trim(&inst.transfer_syntax_uid)
+        )));
+    };
+    let data = match data_set_for(store, &inst.blob_key, &route).await {
+        Ok(d) => d,
+        Err(reason) => {
+            tracing::warn!(blob = %inst.blob_key, %reason, "sub-operation not sent");
+            return Ok(not_sent(reason));
+        }
+    };
+    let pc_id = match &route {
+        Route::AsStored(id) | Route::Transcode(id, _) => *id,
+    };
+
+    let mut cmd = CommandBuilder::new(field::C_STORE_RQ)
+        .us(tags::MESSAGE_ID, message_id)
+        .us(tags::PRIORITY, PRIORITY_MEDIUM)
+        .us(tags::COMMAND_DATA_SET_TYPE, DATA_SET_PRESENT)
+        .uid(tags::AFFECTED_SOP_CLASS_UID, trim(&inst.sop_class_uid))
+        .uid(
+            tags::AFFECTED_SOP_INSTANCE_UID,
+            trim(&inst.sop_instance_uid),
+        );
+    if let Some((ae, id)) = originator {
+        cmd = cmd
+            .ae(tags::MOVE_ORIGINATOR_APPLICATION_ENTITY_TITLE, ae.trim())
+            .us(tags::MOVE_ORIGINATOR_MESSAGE_ID, id);
+    }
+    conn.send_command(pc_id, cmd.encode()).await?;
+    conn.send_data_set(pc_id, &data).await?;
+    drop(data);
+
+    let mut cancel = None;
+    loop {
+        let rsp = read_command(conn).await?;
+        match rsp.field {
+            field::C_STORE_RSP => {
+                let responded = rsp.u16(tags::MESSAGE_ID_BEING_RESPONDED_TO);
+                if responded != Some(message_id) {
+                    return Err(SubOpError::Protocol(format!(
+                        "C-STORE-RSP answers message {responded:?}, expected {message_id}"
+                    )));
+                }
+                if rsp.has_data_set {
+                    return Err(SubOpError::Protocol(
+                        "C-STORE-RSP announces a data set".into(),
+                    ));
+                }
+                let status = rsp
+                    .u16(tags::STATUS)
+                    .ok_or_else(|| SubOpError::Protocol("C-STORE-RSP without a status".into()))?;
+                let comment = rsp.string(tags::ERROR_COMMENT);
+                return Ok(SubOpReport {
+                    outcome: outcome_for_status(status, comment.as_deref()),
+                    status: Some(status),
+                    cancel,
+                });
+            }
+            field::C_CANCEL_RQ if !rsp.has_data_set => {
+                cancel = Some(rsp.u16(tags::MESSAGE_ID_BEING_RESPONDED_TO).unwrap_or(0));
+            }
+            other => {
+                return Err(SubOpError::Protocol(format!(
+                    "unexpected command {other:04X} while awaiting C-STORE-RSP"
+                )))
+            }
+        }
+    }
+}
+
+/// Read one (possibly fragmented) command set.
+async fn read_command(conn: &mut Connection) -> Result<Command, SubOpError> {
+    let mut bytes = Vec::new();
+    loop {
+        match conn.read_pdu().await? {
+            Pdu::PData { data } => {
+                for pdv in data {
+                    if pdv.value_type != PDataValueType::Command {
+                        return Err(SubOpError::Protocol(
+                            "data set fragment while awaiting a response".into(),
+                        ));
+                    }
+                    bytes.extend_from_slice(&pdv.data);
+                    if pdv.is_last {
+                        return Command::decode(&bytes)
+                            .map_err(|e| SubOpError::Protocol(e.to_string()));
+                    }
+                }
+            }
+            Pdu::AbortRQ { .. } => return Err(SubOpError::Aborted),
+            Pdu::ReleaseRQ => {
+                return Err(SubOpError::Protocol(
+                    "release requested during a sub-operation".into(),
+                ))
+            }
+            _ => return Err(SubOpError::Protocol("unexpected PDU".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inst(class: &str, ts: &str) -> StoredInstance {
+        StoredInstance {
+            sop_instance_uid: "1.2.3".into(),
+            sop_class_uid: class.into(),
+            transfer_syntax_uid: ts.into(),
+            blob_key: "v1/x".into(),
+            size_bytes: 0,
+        }
+    }
+
+    const MR: &str = "1.2.840.10008.5.1.4.1.1.4";
+    const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
+    const RLE: &str = "1.2.840.10008.1.2.5";
+
+    #[test]
+    fn contexts_per_class_with_fallback() {
+        let plan = plan_contexts(&[
+            inst(MR, RLE),
+            inst(CT, EXPLICIT_VR_LE),
+            inst(MR, EXPLICIT_VR_LE),
+            inst(MR, RLE),
+        ]);
+        let ids: Vec<u8> = plan.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [1, 3, 5, 7]);
+        assert_eq!(plan[0].abstract_syntax, MR);
+        assert_eq!(plan[0].transfer_syntaxes, [RLE, EXPLICIT_VR_LE]);
+        assert_eq!(plan[1].transfer_syntaxes, [EXPLICIT_VR_LE, IMPLICIT_VR_LE]);
+        assert_eq!(plan[2].abstract_syntax, CT);
+        assert_eq!(plan[2].transfer_syntaxes, [EXPLICIT_VR_LE]);
+        assert!(plan_contexts(&[]).is_empty());
+    }
+
+    #[test]
+    fn many_classes_are_capped_at_128_odd_ids() {
+        let many: Vec<_> = (0..200).map(|i| inst(&format!("1.2.3.{i}"), RLE)).collect();
+        let plan = plan_contexts(&many);
+        assert_eq!(plan.len(), MAX_CONTEXTS);
+        assert_eq!(plan.last().unwrap().id, 255);
+        assert!(plan.iter().all(|c| c.id % 2 == 1));
+        assert_eq!(
+            plan[0].transfer_syntaxes,
+            [RLE, EXPLICIT_VR_LE, IMPLICIT_VR_LE]
+        );
+        let sixty_four: Vec<_> = (0..64).map(|i| inst(&format!("1.2.3.{i}"), RLE)).collect();
+        assert_eq!(plan_contexts(&sixty_four).len(), 128);
+    }
+
+    #[test]
+    fn route_prefers_stored_syntax_then_uncompressed() {
+        let acc = |id, a: &str, ts: &str| AcceptedContext {
+            id,
+            abstract_syntax: a.into(),
+            transfer_syntax: ts.into(),
+        };
+        let both = [acc(1, MR, RLE), acc(3, MR, IMPLICIT_VR_LE)];
+        assert_eq!(
+            choose_route(&both, &inst(MR, RLE)),
+            Some(Route::AsStored(1))
+        );
+        assert_eq!(
+            choose_route(&both, &inst(MR, EXPLICIT_VR_LE)),
+            Some(Route::Transcode(3, IMPLICIT_VR_LE.into()))
+        );
+        assert_eq!(
+            choose_route(&both, &inst(MR, IMPLICIT_VR_LE)),
+            Some(Route::AsStored(3))
+        );
+        assert_eq!(choose_route(&both, &inst(CT, RLE)), None);
+        // A compressed context of another syntax is no route.
+        let jpeg = [acc(1, MR, "1.2.840.10008.1.2.4.70")];
+        assert_eq!(choose_route(&jpeg, &inst(MR, RLE)), None);
+    }
+
+    #[test]
+    fn statuses_map_to_outcomes() {
+        assert_eq!(outcome_for_status(0x0000, None), SubOpOutcome::Completed);
+        for w in [0xB000, 0xB006, 0xB007] {
+            assert_eq!(outcome_for_status(w, None), SubOpOutcome::Warning(w));
+        }
+        assert!(matches!(
+            outcome_for_status(0xA700, Some("full")),
+            SubOpOutcome::Failed(r) if r.contains("A700") && r.contains("full")
+        ));
+        assert!(matches!(
+            outcome_for_status(0xC000, None),
+            SubOpOutcome::Failed(_)
+        ));
+        assert!(matches!(
+            outcome_for_status(0xFF00, None),
+            SubOpOutcome::Failed(_)
+        ));
+    }
+}
