@@ -66,14 +66,16 @@ fn trim(s: &str) -> &str {
     s.trim_matches(|c: char| c == '\0' || c == ' ')
 }
 
-/// Presentation contexts to propose for sending `instances`: for each distinct SOP
-/// class (in order of first appearance) one context proposing the class's stored
-/// transfer syntaxes, plus one proposing explicit and implicit VR little endian (the
-/// fallback, used after transcoding). Odd ids 1, 3, 5, ...
+/// Presentation contexts to propose for sending `instances`, odd ids 1, 3, 5, ...
+/// For each distinct SOP class (in order of first appearance): one context per stored
+/// transfer syntax of the class (so that every instance can go out exactly as stored
+/// if the peer takes its syntax), plus one proposing explicit and implicit VR little
+/// endian (the fallback, used after transcoding).
 ///
-/// More than 64 classes do not fit in pairs: then each class gets one context
-/// proposing its stored syntaxes followed by the two uncompressed ones; classes past
-/// the 128th get no context (their instances fail with "no presentation context").
+/// When that exceeds 128 contexts: one context per class proposing all its stored
+/// syntaxes, plus the fallback; beyond 64 classes, one context per class proposing
+/// its stored syntaxes followed by the two uncompressed ones; classes past the 128th
+/// get no context (their instances fail with "no presentation context").
 pub fn plan_contexts(instances: &[StoredInstance]) -> Vec<ProposedContext> {
     let mut classes: Vec<(String, Vec<String>)> = Vec::new();
     for inst in instances {
@@ -99,7 +101,15 @@ pub fn plan_contexts(instances: &[StoredInstance]) -> Vec<ProposedContext> {
         });
         next_id = next_id.wrapping_add(2);
     };
-    if classes.len() * 2 <= MAX_CONTEXTS {
+    let per_syntax: usize = classes.iter().map(|(_, ts)| ts.len() + 1).sum();
+    if per_syntax <= MAX_CONTEXTS {
+        for (class, stored) in classes {
+            for ts in stored {
+                push(&mut out, &class, vec![ts]);
+            }
+            push(&mut out, &class, uncompressed());
+        }
+    } else if classes.len() * 2 <= MAX_CONTEXTS {
         for (class, stored) in classes {
             push(&mut out, &class, stored);
             push(&mut out, &class, uncompressed());
@@ -339,7 +349,7 @@ mod tests {
     const RLE: &str = "1.2.840.10008.1.2.5";
 
     #[test]
-    fn contexts_per_class_with_fallback() {
+    fn contexts_per_class_and_syntax_with_fallback() {
         let plan = plan_contexts(&[
             inst(MR, RLE),
             inst(CT, EXPLICIT_VR_LE),
@@ -347,17 +357,40 @@ mod tests {
             inst(MR, RLE),
         ]);
         let ids: Vec<u8> = plan.iter().map(|c| c.id).collect();
-        assert_eq!(ids, [1, 3, 5, 7]);
-        assert_eq!(plan[0].abstract_syntax, MR);
-        assert_eq!(plan[0].transfer_syntaxes, [RLE, EXPLICIT_VR_LE]);
-        assert_eq!(plan[1].transfer_syntaxes, [EXPLICIT_VR_LE, IMPLICIT_VR_LE]);
-        assert_eq!(plan[2].abstract_syntax, CT);
-        assert_eq!(plan[2].transfer_syntaxes, [EXPLICIT_VR_LE]);
+        assert_eq!(ids, [1, 3, 5, 7, 9]);
+        let got: Vec<(&str, Vec<&str>)> = plan
+            .iter()
+            .map(|c| {
+                let ts = c.transfer_syntaxes.iter().map(|t| t.as_str()).collect();
+                (c.abstract_syntax.as_str(), ts)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (MR, vec![RLE]),
+                (MR, vec![EXPLICIT_VR_LE]),
+                (MR, vec![EXPLICIT_VR_LE, IMPLICIT_VR_LE]),
+                (CT, vec![EXPLICIT_VR_LE]),
+                (CT, vec![EXPLICIT_VR_LE, IMPLICIT_VR_LE]),
+            ]
+        );
         assert!(plan_contexts(&[]).is_empty());
     }
 
     #[test]
     fn many_classes_are_capped_at_128_odd_ids() {
+        // 50 classes × 2 syntaxes: 150 > 128, so grouped per class (100 contexts).
+        let mut grouped = Vec::new();
+        for i in 0..50 {
+            grouped.push(inst(&format!("1.2.3.{i}"), RLE));
+            grouped.push(inst(&format!("1.2.3.{i}"), EXPLICIT_VR_LE));
+        }
+        let plan = plan_contexts(&grouped);
+        assert_eq!(plan.len(), 100);
+        assert_eq!(plan[0].transfer_syntaxes, [RLE, EXPLICIT_VR_LE]);
+        assert_eq!(plan[1].transfer_syntaxes, [EXPLICIT_VR_LE, IMPLICIT_VR_LE]);
+
         let many: Vec<_> = (0..200).map(|i| inst(&format!("1.2.3.{i}"), RLE)).collect();
         let plan = plan_contexts(&many);
         assert_eq!(plan.len(), MAX_CONTEXTS);
