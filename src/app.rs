@@ -123,7 +123,10 @@ pub async fn start(config: Config) -> Result<RunningNode, StartError> {
     let dimse_addr = SocketAddr::new(cfg.dimse.bind, cfg.dimse.port);
     let dimse = DimseServer::bind(DimseContext {
         config: cfg.dimse.clone(),
+        query: cfg.query.clone(),
         ingestor: state.ingestor.clone(),
+        repo: state.repo.clone(),
+        store: state.store.clone(),
         metrics: state.metrics.clone(),
     })
     .await

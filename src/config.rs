@@ -30,6 +30,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub storage: StorageConfig,
     pub ingest: IngestConfig,
+    pub query: QueryConfig,
     pub log: LogConfig,
 }
 
@@ -212,6 +213,26 @@ impl Default for IngestConfig {
         Self {
             spool_dir: PathBuf::from("data/spool"),
             duplicate_policy: DuplicatePolicy::Keep,
+        }
+    }
+}
+
+/// `[query]`: the query model, shared by C-FIND and QIDO-RS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Most matches one query may return; a query matching more is refused
+    /// (C-FIND 0xA700 with an error comment) instead of flooding the SCU.
+    pub max_matches: u64,
+    /// Person names (PatientName, ReferringPhysicianName) match case-insensitively.
+    pub person_name_case_insensitive: bool,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            max_matches: 10_000,
+            person_name_case_insensitive: true,
         }
     }
 }

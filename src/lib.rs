@@ -14,4 +14,5 @@ pub mod http;
 pub mod import;
 pub mod ingest;
 pub mod metrics;
+pub mod query;
 pub mod store;

@@ -63,6 +63,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true)
+            // LIKE is case-sensitive, as DICOM matching is (PostgreSQL agrees).
+            .pragma("case_sensitive_like", "ON")
             .create_if_missing(true)
     });
     Ok(Database::connect(opts).await?)

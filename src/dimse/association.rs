@@ -30,12 +30,50 @@ pub struct Negotiated {
     pub calling_ae: String,
     pub contexts: Vec<AcceptedContext>,
     pub peer_max_pdu_length: u32,
+    /// Accepted SOP class extended negotiation (application information bytes).
+    pub extended: Vec<(String, Vec<u8>)>,
+    /// Storage SOP classes for which the requestor may act as SCP (C-GET sub-operations).
+    pub requestor_scp_classes: Vec<String>,
 }
 
 impl Negotiated {
     pub fn context(&self, id: u8) -> Option<&AcceptedContext> {
         self.contexts.iter().find(|c| c.id == id)
     }
+
+    /// Was extended negotiation byte `n` (1-based, PS3.4 C.5) accepted as 1 for a class?
+    pub fn extended_flag(&self, sop_class: &str, n: usize) -> bool {
+        self.extended
+            .iter()
+            .find(|(c, _)| c == sop_class)
+            .and_then(|(_, b)| b.get(n - 1))
+            .map(|b| *b == 1)
+            .unwrap_or(false)
+    }
+}
+
+/// Our answer to a SOP class extended negotiation item (PS3.4 C.5.1-C.5.3):
+/// relational queries/retrieval (byte 1) and combined date-time matching (byte 2 of
+/// FIND) are supported; fuzzy semantic matching, timezone adjustment, enhanced
+/// multi-frame conversion and empty-value matching are not.
+fn extended_answer(sop_class: &str, input: &[u8]) -> Option<Vec<u8>> {
+    let find = sop_class == sop::PATIENT_ROOT_FIND || sop_class == sop::STUDY_ROOT_FIND;
+    let retrieve = matches!(
+        sop_class,
+        sop::PATIENT_ROOT_MOVE | sop::STUDY_ROOT_MOVE | sop::PATIENT_ROOT_GET | sop::STUDY_ROOT_GET
+    );
+    if !find && !retrieve {
+        return None;
+    }
+    let supported = if find { 2 } else { 1 };
+    let n = input.len().min(if find { 7 } else { 3 });
+    Some(
+        input[..n]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| if i < supported && *b == 1 { 1 } else { 0 })
+            .collect(),
+    )
 }
 
 fn reject(reason: AssociationRJServiceUserReason) -> AssociationRJ {
@@ -151,17 +189,50 @@ pub fn negotiate(
         }
     }
 
+    // Extended negotiation and SCP/SCU role selection.
+    let mut user_variables = vec![
+        UserVariableItem::MaxLength(cfg.max_pdu_length),
+        UserVariableItem::ImplementationClassUID(IMPLEMENTATION_CLASS_UID.into()),
+        UserVariableItem::ImplementationVersionName(IMPLEMENTATION_VERSION_NAME.into()),
+    ];
+    let mut extended = Vec::new();
+    let mut requestor_scp_classes = Vec::new();
+    for v in &rq.user_variables {
+        match v {
+            UserVariableItem::SopClassExtendedNegotiationSubItem(class, input) => {
+                let class = trim(class).to_string();
+                if let Some(answer) = extended_answer(&class, input) {
+                    user_variables.push(UserVariableItem::SopClassExtendedNegotiationSubItem(
+                        class.clone(),
+                        answer.clone(),
+                    ));
+                    extended.push((class, answer));
+                }
+            }
+            UserVariableItem::ScuScpRoleSelectionSubItem(class, roles) => {
+                let class = trim(class).to_string();
+                // Storage classes: the requestor may be SCP (to receive C-GET results).
+                if sop::is_storage(&class) && contexts.iter().any(|c| c.abstract_syntax == class) {
+                    user_variables.push(UserVariableItem::ScuScpRoleSelectionSubItem(
+                        class.clone(),
+                        *roles,
+                    ));
+                    if roles.scp {
+                        requestor_scp_classes.push(class);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     let ac = AssociationAC {
         protocol_version: 1,
         calling_ae_title: rq.calling_ae_title.clone(),
         called_ae_title: rq.called_ae_title.clone(),
         application_context_name: APPLICATION_CONTEXT.into(),
         presentation_contexts: results,
-        user_variables: vec![
-            UserVariableItem::MaxLength(cfg.max_pdu_length),
-            UserVariableItem::ImplementationClassUID(IMPLEMENTATION_CLASS_UID.into()),
-            UserVariableItem::ImplementationVersionName(IMPLEMENTATION_VERSION_NAME.into()),
-        ],
+        user_variables,
     };
     Ok((
         ac,
@@ -169,6 +240,8 @@ pub fn negotiate(
             calling_ae: calling,
             contexts,
             peer_max_pdu_length,
+            extended,
+            requestor_scp_classes,
         },
     ))
 }

@@ -111,6 +111,13 @@ impl Connection {
         }
     }
 
+    /// Is input waiting on the socket (or has the peer closed it)? Never blocks.
+    pub fn input_ready(&self) -> bool {
+        use futures::FutureExt;
+        let mut b = [0u8; 1];
+        matches!(self.stream.peek(&mut b).now_or_never(), Some(_))
+    }
+
     /// Write one PDU in a single write.
     pub async fn write_pdu(&mut self, pdu: &Pdu) -> Result<(), ConnectionError> {
         let mut out = Vec::with_capacity(256);

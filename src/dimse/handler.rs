@@ -9,7 +9,7 @@ use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource, PDataValue, PDa
 use super::association::{negotiate, Negotiated};
 use super::command::{field, Command, CommandBuilder};
 use super::connection::{Connection, ConnectionError};
-use super::{echo, status, store, DimseContext};
+use super::{echo, find, status, store, DimseContext};
 
 /// What the peer sent next.
 pub enum Incoming {
@@ -78,6 +78,71 @@ impl Association {
         bytes: Vec<u8>,
     ) -> Result<(), AssociationError> {
         Ok(self.conn.send_command(pc_id, bytes).await?)
+    }
+
+    /// Read a whole (small) data set into memory: identifiers, N-ACTION information.
+    /// Returns `None` (after draining it) when it exceeds `max_bytes`.
+    pub async fn read_data_set(
+        &mut self,
+        pc_id: u8,
+        max_bytes: usize,
+    ) -> Result<Option<Vec<u8>>, AssociationError> {
+        let mut buf = Vec::new();
+        let mut too_big = false;
+        loop {
+            let p = self.next_data().await?;
+            if p.presentation_context_id != pc_id {
+                return Err(AssociationError::Protocol(
+                    "data set fragment on another presentation context".into(),
+                ));
+            }
+            if !too_big {
+                if buf.len() + p.data.len() > max_bytes {
+                    too_big = true;
+                    buf = Vec::new();
+                } else {
+                    buf.extend_from_slice(&p.data);
+                }
+            }
+            if p.is_last {
+                return Ok((!too_big).then_some(buf));
+            }
+        }
+    }
+
+    /// Has the peer sent a C-CANCEL-RQ for `message_id`? Never blocks when nothing
+    /// has arrived; other PDVs that arrive meanwhile are kept for later.
+    pub async fn cancel_requested(&mut self, message_id: u16) -> Result<bool, AssociationError> {
+        while self.conn.input_ready() {
+            match self.conn.read_pdu().await? {
+                Pdu::PData { data } => self.pending.extend(data),
+                Pdu::AbortRQ { .. } => return Err(AssociationError::Aborted),
+                other => {
+                    return Err(AssociationError::Protocol(format!(
+                        "unexpected {} during an operation",
+                        pdu_kind(&other)
+                    )))
+                }
+            }
+        }
+        let pos = self.pending.iter().position(|p| {
+            p.value_type == PDataValueType::Command
+                && p.is_last
+                && Command::decode(&p.data)
+                    .map(|c| {
+                        c.field == field::C_CANCEL_RQ
+                            && c.u16(dicom_dictionary_std::tags::MESSAGE_ID_BEING_RESPONDED_TO)
+                                == Some(message_id)
+                    })
+                    .unwrap_or(false)
+        });
+        Ok(match pos {
+            Some(i) => {
+                self.pending.remove(i);
+                true
+            }
+            None => false,
+        })
     }
 
     /// Skip the rest of a data set (after a failure decided before it was read).
@@ -227,6 +292,7 @@ async fn serve(assoc: &mut Association, ctx: &DimseContext) -> Result<(), Associ
         match cmd.field {
             field::C_ECHO_RQ => echo::handle(assoc, &pc, &cmd, ctx).await?,
             field::C_STORE_RQ => store::handle(assoc, &pc, &cmd, ctx).await?,
+            field::C_FIND_RQ => find::handle(assoc, &pc, &cmd, ctx).await?,
             other => {
                 if cmd.has_data_set {
                     assoc.drain_data().await?;

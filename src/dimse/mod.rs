@@ -5,28 +5,37 @@
 //! listener: association cap, TCP_NODELAY, shutdown drain).
 
 pub mod association;
+pub mod client;
 pub mod command;
 pub mod connection;
 pub mod echo;
+pub mod find;
 pub mod handler;
 pub mod server;
 pub mod sop;
 pub mod status;
 pub mod store;
+pub mod suboperations;
+pub mod transcode;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::DimseConfig;
+use crate::config::{DimseConfig, QueryConfig};
+use crate::db::IndexRepo;
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
+use crate::store::BlobStore;
 
 pub use server::DimseServer;
 
 /// What every association needs.
 pub struct DimseContext {
     pub config: DimseConfig,
+    pub query: QueryConfig,
     pub ingestor: Ingestor,
+    pub repo: IndexRepo,
+    pub store: BlobStore,
     pub metrics: Arc<Metrics>,
 }
 

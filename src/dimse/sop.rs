@@ -3,6 +3,25 @@
 /// Verification SOP Class.
 pub const VERIFICATION: &str = "1.2.840.10008.1.1";
 
+/// Patient Root Query/Retrieve Information Model - FIND / MOVE / GET.
+pub const PATIENT_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.1.1";
+pub const PATIENT_ROOT_MOVE: &str = "1.2.840.10008.5.1.4.1.2.1.2";
+pub const PATIENT_ROOT_GET: &str = "1.2.840.10008.5.1.4.1.2.1.3";
+/// Study Root Query/Retrieve Information Model - FIND / MOVE / GET.
+pub const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
+pub const STUDY_ROOT_MOVE: &str = "1.2.840.10008.5.1.4.1.2.2.2";
+pub const STUDY_ROOT_GET: &str = "1.2.840.10008.5.1.4.1.2.2.3";
+
+/// The information model of a Query/Retrieve SOP class.
+pub fn information_model(uid: &str) -> Option<crate::query::dimse::InformationModel> {
+    use crate::query::dimse::InformationModel::*;
+    match uid {
+        PATIENT_ROOT_FIND | PATIENT_ROOT_MOVE | PATIENT_ROOT_GET => Some(PatientRoot),
+        STUDY_ROOT_FIND | STUDY_ROOT_MOVE | STUDY_ROOT_GET => Some(StudyRoot),
+        _ => None,
+    }
+}
+
 /// Storage SOP classes of PS3.4 Annex B live under this root...
 const STORAGE_ROOT: &str = "1.2.840.10008.5.1.4.1.1.";
 /// ...except these few standard storage classes registered elsewhere.
@@ -30,6 +49,12 @@ pub fn is_storage(uid: &str) -> bool {
 pub fn service_of(abstract_syntax: &str) -> Option<&'static str> {
     if abstract_syntax == VERIFICATION {
         Some("echo")
+    } else if abstract_syntax == PATIENT_ROOT_FIND || abstract_syntax == STUDY_ROOT_FIND {
+        Some("find")
+    } else if abstract_syntax == PATIENT_ROOT_MOVE || abstract_syntax == STUDY_ROOT_MOVE {
+        Some("move")
+    } else if abstract_syntax == PATIENT_ROOT_GET || abstract_syntax == STUDY_ROOT_GET {
+        Some("get")
     } else if is_storage(abstract_syntax) {
         Some("store")
     } else {

@@ -8,6 +8,25 @@ pub const OUT_OF_RESOURCES: u16 = 0xA700;
 pub const DATA_SET_DOES_NOT_MATCH_SOP_CLASS: u16 = 0xA900;
 /// Error: cannot understand.
 pub const CANNOT_UNDERSTAND: u16 = 0xC000;
+/// C-FIND/C-MOVE/C-GET failure: identifier does not match SOP class.
+pub const IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS: u16 = 0xA900;
+/// C-FIND failure: unable to process (0xCxxx).
+pub const UNABLE_TO_PROCESS: u16 = 0xC000;
+/// Pending: matches are continuing.
+pub const PENDING: u16 = 0xFF00;
+/// Pending: matches are continuing, one or more optional keys were not supported.
+pub const PENDING_WARNING: u16 = 0xFF01;
+/// Cancel: matching / sub-operations terminated due to a C-CANCEL.
+pub const CANCEL: u16 = 0xFE00;
+/// C-MOVE/C-GET: refused, out of resources, unable to calculate number of matches.
+pub const UNABLE_TO_CALCULATE_MATCHES: u16 = 0xA701;
+/// C-MOVE/C-GET: refused, out of resources, unable to perform sub-operations.
+pub const UNABLE_TO_PERFORM_SUBOPERATIONS: u16 = 0xA702;
+/// C-MOVE: refused, move destination unknown.
+pub const MOVE_DESTINATION_UNKNOWN: u16 = 0xA801;
+/// C-MOVE/C-GET warning: sub-operations complete, one or more failures or warnings.
+pub const SUBOPERATIONS_WITH_FAILURES: u16 = 0xB000;
+
 /// Failure: unrecognized operation (PS3.7 C.4.5).
 pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
 /// Failure: SOP class not supported (PS3.7 C.4.4).

@@ -449,4 +449,158 @@ mod tests {
             SubOpOutcome::Failed(_)
         ));
     }
+
+    /// A connected pair of our connections over loopback.
+    async fn pair() -> (Connection, Connection) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (c, s) = tokio::join!(tokio::net::TcpStream::connect(addr), l.accept());
+        let t = std::time::Duration::from_secs(5);
+        let mk = |s| Connection::new(s, 65_536, t, t);
+        (mk(c.unwrap()), mk(s.unwrap().0))
+    }
+
+    /// A small explicit-LE MR object in an in-memory blob store.
+    async fn stored_mr(store: &BlobStore) -> StoredInstance {
+        use dicom_core::{DataElement, PrimitiveValue, VR};
+        let el = |t, vr, v: &str| DataElement::new(t, vr, PrimitiveValue::from(v));
+        let obj = dicom_object::InMemDicomObject::from_element_iter([
+            el(tags::SOP_CLASS_UID, VR::UI, MR),
+            el(tags::SOP_INSTANCE_UID, VR::UI, "1.2.3"),
+            el(tags::PATIENT_NAME, VR::PN, "SUB^OP"),
+        ]);
+        let meta = dicom_object::meta::FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid(MR)
+            .media_storage_sop_instance_uid("1.2.3")
+            .transfer_syntax(EXPLICIT_VR_LE)
+            .implementation_class_uid("2.25.1");
+        let mut buf = Vec::new();
+        obj.with_meta(meta).unwrap().write_all(&mut buf).unwrap();
+        store
+            .put_bytes(&BlobKey("v1/x".into()), buf.into())
+            .await
+            .unwrap();
+        inst(MR, EXPLICIT_VR_LE)
+    }
+
+    fn command_pdu(cmd: CommandBuilder) -> Pdu {
+        Pdu::PData {
+            data: vec![dicom_ul::pdu::PDataValue {
+                presentation_context_id: 1,
+                value_type: PDataValueType::Command,
+                is_last: true,
+                data: cmd.encode(),
+            }],
+        }
+    }
+
+    fn store_rsp(id: u16, status: u16) -> Pdu {
+        command_pdu(CommandBuilder::response_to(field::C_STORE_RSP, id).us(tags::STATUS, status))
+    }
+
+    /// The peer: read one C-STORE (command + data set), then send `replies`.
+    async fn peer(mut c: Connection, replies: Vec<Pdu>) -> (Command, Vec<u8>) {
+        let (mut cmd, mut data) = (Vec::new(), Vec::new());
+        loop {
+            let Pdu::PData { data: pdvs } = c.read_pdu().await.unwrap() else {
+                panic!("expected P-DATA");
+            };
+            for p in pdvs {
+                match p.value_type {
+                    PDataValueType::Command => cmd.extend_from_slice(&p.data),
+                    PDataValueType::Data => data.extend_from_slice(&p.data),
+                }
+                if p.is_last && p.value_type == PDataValueType::Data {
+                    for r in &replies {
+                        c.write_pdu(r).await.unwrap();
+                    }
+                    return (Command::decode(&cmd).unwrap(), data);
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn store_instance_against_a_scripted_peer() {
+        let store = BlobStore::in_memory();
+        let mr = stored_mr(&store).await;
+        let accepted = [AcceptedContext {
+            id: 1,
+            abstract_syntax: MR.into(),
+            transfer_syntax: EXPLICIT_VR_LE.into(),
+        }];
+        let cancel = command_pdu(
+            CommandBuilder::new(field::C_CANCEL_RQ)
+                .us(tags::MESSAGE_ID_BEING_RESPONDED_TO, 9)
+                .us(
+                    tags::COMMAND_DATA_SET_TYPE,
+                    crate::dimse::command::NO_DATA_SET,
+                ),
+        );
+        // (peer replies, expected result)
+        let cases: Vec<(Vec<Pdu>, Result<(SubOpOutcome, Option<u16>), &str>)> = vec![
+            (vec![store_rsp(7, 0)], Ok((SubOpOutcome::Completed, None))),
+            (
+                vec![store_rsp(7, 0xB007)],
+                Ok((SubOpOutcome::Warning(0xB007), None)),
+            ),
+            (
+                vec![cancel, store_rsp(7, 0)],
+                Ok((SubOpOutcome::Completed, Some(9))),
+            ),
+            (vec![store_rsp(6, 0)], Err("protocol")),
+            (
+                vec![Pdu::AbortRQ {
+                    source: dicom_ul::pdu::AbortRQSource::ServiceUser,
+                }],
+                Err("aborted"),
+            ),
+        ];
+        for (replies, expected) in cases {
+            let (mut ours, theirs) = pair().await;
+            let peer = tokio::spawn(peer(theirs, replies));
+            let got =
+                store_instance(&mut ours, &accepted, &store, &mr, 7, Some(("MOVER", 3))).await;
+            let (cmd, data) = peer.await.unwrap();
+            assert_eq!(cmd.field, field::C_STORE_RQ);
+            assert_eq!(cmd.message_id, 7);
+            assert_eq!(
+                cmd.string(tags::MOVE_ORIGINATOR_APPLICATION_ENTITY_TITLE)
+                    .as_deref(),
+                Some("MOVER")
+            );
+            assert_eq!(cmd.u16(tags::MOVE_ORIGINATOR_MESSAGE_ID), Some(3));
+            let blob = store.get(&BlobKey("v1/x".into())).await.unwrap();
+            assert_eq!(
+                data,
+                blob[transcode::dataset_offset(&blob).unwrap()..],
+                "as stored"
+            );
+            match (got, expected) {
+                (Ok(r), Ok((outcome, cancel))) => {
+                    assert_eq!((r.outcome, r.cancel), (outcome, cancel));
+                }
+                (Err(SubOpError::Protocol(_)), Err("protocol")) => {}
+                (Err(SubOpError::Aborted), Err("aborted")) => {}
+                (got, expected) => panic!("{got:?} but expected {expected:?}"),
+            }
+        }
+        // Nothing sent: no context for the class, or no blob.
+        let (mut ours, _theirs) = pair().await;
+        let ct = inst(CT, EXPLICIT_VR_LE);
+        let r = store_instance(&mut ours, &accepted, &store, &ct, 1, None)
+            .await
+            .unwrap();
+        assert!(
+            matches!(r.outcome, SubOpOutcome::Failed(ref m) if m.contains("no presentation context"))
+        );
+        let missing = StoredInstance {
+            blob_key: "v1/missing".into(),
+            ..mr.clone()
+        };
+        let r = store_instance(&mut ours, &accepted, &store, &missing, 2, None)
+            .await
+            .unwrap();
+        assert!(matches!(r.outcome, SubOpOutcome::Failed(_)) && r.status.is_none());
+    }
 }

@@ -502,7 +502,7 @@ def run_glia(args, dirs: list[Path], expected: int, run_no: int, tag: str, weed:
                 m[k] = float(v)
         hwm_kb = proc_status(proc.pid, "VmHWM")
         ingest_mean = m.get("glia_ingest_seconds_sum", 0) / max(1, m.get("glia_ingest_seconds_count", 1))
-    except BaseException:
+    except Exception:
         log("--- glia log tail ---\n" + (tmp / "glia.log").read_text(errors="replace")[-3000:])
         raise
     finally:
@@ -576,6 +576,7 @@ def main() -> int:
     total_mb = sum(f.stat().st_size for f in files) / 1e6
     log(f"data set: {n} instances, {total_mb:.0f} MB ({root})")
     weed = SeaweedFS() if args.backend == "pg-s3" else None
+    load_before = os.getloadavg()[0]
 
     results: dict[str, dict[int, list[dict]]] = {"glia": {}, "storescp": {}}
     for k in parallel:
@@ -595,7 +596,9 @@ def main() -> int:
 
     print()
     print(f"C-STORE benchmark: {n} MR instances ({total_mb:.0f} MB), backend {args.backend}, "
-          f"{args.runs} runs each, {os.cpu_count()} CPUs")
+          f"{args.runs} runs each, {os.cpu_count()} CPUs, work dir {tempfile.gettempdir()}")
+    print(f"load average (1 min) before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f}"
+          " -- other load on the machine skews the figures")
     print(f"{'assoc':>5}  {'target':<9} {'inst/s median (min, max)':<34} {'MB/s':>6}")
     for k in parallel:
         for t in ("glia", "storescp"):
@@ -621,12 +624,14 @@ CLEAN = Cleanup()
 
 
 def _on_signal(signum, _frame):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # let the cleanup finish
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
+    for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(_sig, _on_signal)
     try:
         sys.exit(main())
     except KeyboardInterrupt:

@@ -169,3 +169,30 @@ pub fn write_series(dir: &Path, ids: &Ids, n: usize, rows: u16, cols: u16) -> Ve
     }
     out
 }
+
+/// An MR data set with some attributes replaced (`(tag, vr, value)`).
+pub fn mr_dataset_with(
+    ids: &Ids,
+    number: i32,
+    edits: &[(dicom_core::Tag, VR, &str)],
+) -> InMemDicomObject {
+    let mut obj = mr_dataset(ids, number, 8, 8);
+    for (tag, vr, v) in edits {
+        obj.put(s(*tag, *vr, v));
+    }
+    obj
+}
+
+/// A query identifier: level plus `(tag, vr, value)` keys.
+pub fn identifier(level: &str, keys: &[(dicom_core::Tag, VR, &str)]) -> InMemDicomObject {
+    let mut obj = InMemDicomObject::new_empty();
+    obj.put(s(tags::QUERY_RETRIEVE_LEVEL, VR::CS, level));
+    for (tag, vr, v) in keys {
+        if v.is_empty() {
+            obj.put(DataElement::empty(*tag, *vr));
+        } else {
+            obj.put(s(*tag, *vr, v));
+        }
+    }
+    obj
+}

@@ -2,6 +2,7 @@
 //! purpose (mismatched UIDs, truncated data sets, aborts mid-object).
 
 use dicom_dictionary_std::{tags, uids};
+use dicom_encoding::TransferSyntaxIndex;
 use dicom_ul::association::client::AsyncClientAssociation;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
 use dicom_ul::ClientAssociationOptions;
@@ -27,12 +28,25 @@ impl Scu {
         called: &str,
         abstract_syntaxes: &[&str],
     ) -> Result<Scu, dicom_ul::association::Error> {
+        Self::connect_ext(addr, called, abstract_syntaxes, &[]).await
+    }
+
+    /// Associate with SOP class extended negotiation items `(class, bytes)`.
+    pub async fn connect_ext(
+        addr: std::net::SocketAddr,
+        called: &str,
+        abstract_syntaxes: &[&str],
+        extended: &[(&str, &[u8])],
+    ) -> Result<Scu, dicom_ul::association::Error> {
         let mut opts = ClientAssociationOptions::new()
             .calling_ae_title("TESTSCU")
             .called_ae_title(called)
             .max_pdu_length(16_384);
         for a in abstract_syntaxes {
             opts = opts.with_presentation_context(*a, vec![EXPLICIT_LE, IMPLICIT_LE]);
+        }
+        for (class, bytes) in extended {
+            opts = opts.with_extended_negotiation(*class, bytes.to_vec());
         }
         let assoc = opts.establish_async(addr).await?;
         Ok(Scu { assoc, next_id: 1 })
@@ -167,5 +181,117 @@ impl Scu {
 
     pub async fn abort(self) {
         let _ = self.assoc.abort().await;
+    }
+}
+
+/// What a C-FIND returned.
+#[derive(Debug)]
+pub struct FindResult {
+    pub matches: Vec<dicom_object::InMemDicomObject>,
+    pub pending_statuses: Vec<u16>,
+    pub status: u16,
+    pub comment: Option<String>,
+}
+
+impl Scu {
+    /// Send a C-FIND-RQ with `identifier` on the context of `sop_class`; returns the
+    /// message id used.
+    pub async fn find_request(
+        &mut self,
+        sop_class: &str,
+        identifier: &dicom_object::InMemDicomObject,
+    ) -> u16 {
+        let (pc, ts) = self.pc(sop_class);
+        let id = self.message_id();
+        let cmd = CommandBuilder::new(field::C_FIND_RQ)
+            .uid(tags::AFFECTED_SOP_CLASS_UID, sop_class)
+            .us(tags::MESSAGE_ID, id)
+            .us(tags::PRIORITY, 0)
+            .us(tags::COMMAND_DATA_SET_TYPE, DATA_SET_PRESENT)
+            .encode();
+        self.send_command(pc, cmd).await;
+        let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+            .get(&ts)
+            .unwrap();
+        let mut data = Vec::new();
+        identifier.write_dataset_with_ts(&mut data, ts).unwrap();
+        self.send_data(pc, &data, true).await;
+        id
+    }
+
+    /// Send a C-CANCEL-RQ for `message_id` on the context of `sop_class`.
+    pub async fn cancel(&mut self, sop_class: &str, message_id: u16) {
+        let (pc, _) = self.pc(sop_class);
+        let cmd = CommandBuilder::new(field::C_CANCEL_RQ)
+            .us(tags::MESSAGE_ID_BEING_RESPONDED_TO, message_id)
+            .us(
+                tags::COMMAND_DATA_SET_TYPE,
+                glia::dimse::command::NO_DATA_SET,
+            )
+            .encode();
+        self.send_command(pc, cmd).await;
+    }
+
+    /// Read one response (command and, if announced, its data set).
+    pub async fn response_with_data(
+        &mut self,
+        sop_class: &str,
+    ) -> (Command, Option<dicom_object::InMemDicomObject>) {
+        let cmd = self.response().await;
+        if !cmd.has_data_set {
+            return (cmd, None);
+        }
+        let (_, ts) = self.pc(sop_class);
+        let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+            .get(&ts)
+            .unwrap();
+        let mut bytes = Vec::new();
+        loop {
+            match self.assoc.receive().await.expect("data") {
+                Pdu::PData { data } => {
+                    let mut last = false;
+                    for p in data {
+                        assert_eq!(p.value_type, PDataValueType::Data);
+                        bytes.extend_from_slice(&p.data);
+                        last |= p.is_last;
+                    }
+                    if last {
+                        break;
+                    }
+                }
+                other => panic!("expected data, got {other:?}"),
+            }
+        }
+        let obj = dicom_object::InMemDicomObject::read_dataset_with_ts(&bytes[..], ts).unwrap();
+        (cmd, Some(obj))
+    }
+
+    /// A complete C-FIND.
+    pub async fn find(
+        &mut self,
+        sop_class: &str,
+        identifier: &dicom_object::InMemDicomObject,
+    ) -> FindResult {
+        self.find_request(sop_class, identifier).await;
+        let mut res = FindResult {
+            matches: Vec::new(),
+            pending_statuses: Vec::new(),
+            status: 0,
+            comment: None,
+        };
+        loop {
+            let (cmd, data) = self.response_with_data(sop_class).await;
+            assert_eq!(cmd.field, field::C_FIND_RSP);
+            let st = cmd.u16(tags::STATUS).unwrap();
+            if st == 0xFF00 || st == 0xFF01 {
+                res.pending_statuses.push(st);
+                res.matches
+                    .push(data.expect("pending response carries an identifier"));
+            } else {
+                res.status = st;
+                res.comment = cmd.string(tags::ERROR_COMMENT);
+                return res;
+            }
+        }
     }
 }
