@@ -381,11 +381,9 @@ mod tests {
     #[test]
     fn many_classes_are_capped_at_128_odd_ids() {
         // 50 classes × 2 syntaxes: 150 > 128, so grouped per class (100 contexts).
-        let mut grouped = Vec::new();
-        for i in 0..50 {
-            grouped.push(inst(&format!("1.2.3.{i}"), RLE));
-            grouped.push(inst(&format!("1.2.3.{i}"), EXPLICIT_VR_LE));
-        }
+        let grouped: Vec<_> = (0..100)
+            .map(|i| inst(&format!("1.2.3.{}", i / 2), [RLE, EXPLICIT_VR_LE][i % 2]))
+            .collect();
         let plan = plan_contexts(&grouped);
         assert_eq!(plan.len(), 100);
         assert_eq!(plan[0].transfer_syntaxes, [RLE, EXPLICIT_VR_LE]);
@@ -400,8 +398,7 @@ mod tests {
             plan[0].transfer_syntaxes,
             [RLE, EXPLICIT_VR_LE, IMPLICIT_VR_LE]
         );
-        let sixty_four: Vec<_> = (0..64).map(|i| inst(&format!("1.2.3.{i}"), RLE)).collect();
-        assert_eq!(plan_contexts(&sixty_four).len(), 128);
+        assert_eq!(plan_contexts(&many[..64]).len(), 128);
     }
 
     #[test]
@@ -436,18 +433,12 @@ mod tests {
         for w in [0xB000, 0xB006, 0xB007] {
             assert_eq!(outcome_for_status(w, None), SubOpOutcome::Warning(w));
         }
-        assert!(matches!(
-            outcome_for_status(0xA700, Some("full")),
-            SubOpOutcome::Failed(r) if r.contains("A700") && r.contains("full")
-        ));
-        assert!(matches!(
-            outcome_for_status(0xC000, None),
-            SubOpOutcome::Failed(_)
-        ));
-        assert!(matches!(
-            outcome_for_status(0xFF00, None),
-            SubOpOutcome::Failed(_)
-        ));
+        for f in [0xA700, 0xC000, 0xFE00, 0xFF00] {
+            let SubOpOutcome::Failed(r) = outcome_for_status(f, Some("full")) else {
+                panic!("{f:04X} is a failure");
+            };
+            assert!(r.contains(&format!("{f:04X}")) && r.contains("full"));
+        }
     }
 
     /// A connected pair of our connections over loopback.
@@ -538,7 +529,8 @@ mod tests {
                 ),
         );
         // (peer replies, expected result)
-        let cases: Vec<(Vec<Pdu>, Result<(SubOpOutcome, Option<u16>), &str>)> = vec![
+        type Expected = Result<(SubOpOutcome, Option<u16>), &'static str>;
+        let cases: Vec<(Vec<Pdu>, Expected)> = vec![
             (vec![store_rsp(7, 0)], Ok((SubOpOutcome::Completed, None))),
             (
                 vec![store_rsp(7, 0xB007)],
