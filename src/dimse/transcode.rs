@@ -433,4 +433,26 @@ mod tests {
             "01"
         );
     }
+
+    #[test]
+    fn jpeg_colour_becomes_rgb_near_the_original_bands() {
+        let Some(dir) = corpus() else { return };
+        for name in ["SC_rgb_dcmtk_+eb+cy+np.dcm", "SC_rgb_jpeg_gdcm.dcm"] {
+            let out = to_uncompressed(&blob(&dir, name), IMPLICIT_VR_LE).unwrap();
+            let obj = read_dataset(&out, IMPLICIT_VR_LE);
+            let text = |t| obj.element(t).unwrap().to_str().unwrap().trim().to_string();
+            assert_eq!(text(tags::PHOTOMETRIC_INTERPRETATION), "RGB", "{name}");
+            assert_eq!(text(tags::PLANAR_CONFIGURATION), "0", "{name}");
+            let px = pixel_bytes(&obj);
+            assert_eq!(px.len(), 100 * 100 * 3, "{name}");
+            // Row 5 is red, row 25 green, row 45 blue (lossy: within a tolerance).
+            for (row, rgb) in [(5, [255, 0, 0]), (25, [0, 255, 0]), (45, [0, 0, 255])] {
+                let at = (row * 100 + 50) * 3;
+                for c in 0..3 {
+                    let d = (px[at + c] as i32 - rgb[c] as i32).abs();
+                    assert!(d <= 8, "{name} row {row}: {:?}", &px[at..at + 3]);
+                }
+            }
+        }
+    }
 }
