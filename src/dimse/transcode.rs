@@ -449,7 +449,7 @@ mod tests {
             for (row, rgb) in [(5, [255, 0, 0]), (25, [0, 255, 0]), (45, [0, 0, 255])] {
                 let at = (row * 100 + 50) * 3;
                 for c in 0..3 {
-                    let d = (px[at + c] as i32 - rgb[c] as i32).abs();
+                    let d = (px[at + c] as i32 - rgb[c]).abs();
                     assert!(d <= 8, "{name} row {row}: {:?}", &px[at..at + 3]);
                 }
             }
