@@ -114,18 +114,18 @@ async fn association_limit_gives_transient_rejection() {
 async fn unsupported_abstract_syntax_is_not_accepted() {
     let env = env().await;
     let node = env.start().await;
-    // Study Root FIND is not served (yet): its context is refused, the rest accepted.
+    // Modality Worklist FIND is not served: its context is refused, the rest accepted.
     let scu = Scu::connect_with(
         node.dimse_addr,
         "GLIA",
-        &[uids::VERIFICATION, "1.2.840.10008.5.1.4.1.2.2.1"],
+        &[uids::VERIFICATION, "1.2.840.10008.5.1.4.31"],
     )
     .await
     .unwrap();
     let pcs = scu.assoc.presentation_contexts();
     let find = pcs
         .iter()
-        .find(|p| p.abstract_syntax == "1.2.840.10008.5.1.4.1.2.2.1");
+        .find(|p| p.abstract_syntax == "1.2.840.10008.5.1.4.31");
     assert!(find
         .map(|p| p.reason != dicom_ul::pdu::PresentationContextResultReason::Acceptance)
         .unwrap_or(true));

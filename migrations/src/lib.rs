@@ -4,6 +4,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_index;
+mod m20261122_000002_counters;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -11,6 +12,9 @@ pub struct Migrator;
 #[sea_orm_migration::async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_index::Migration)]
+        vec![
+            Box::new(m20261122_000001_index::Migration),
+            Box::new(m20261122_000002_counters::Migration),
+        ]
     }
 }

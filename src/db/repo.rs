@@ -1,15 +1,15 @@
 //! `IndexRepo`: every read and write of the study index goes through here.
 //!
-//! Writing an instance is one transaction: upsert patient, study and series, insert the
-//! instance row, bump the per-level counters. On SQLite writes are serialised by a
-//! process-wide lock (SQLite has one writer anyway, and this avoids `SQLITE_BUSY` on
-//! lock upgrades); on PostgreSQL the study row is locked `FOR UPDATE` so concurrent
-//! associations storing into one study keep its counters and modality list exact.
+//! Writing an instance of a series this process has seen is one INSERT: triggers (see
+//! the migrations) keep the per-level counters, ModalitiesInStudy, SOPClassesInStudy
+//! and received-at times, atomically with it. A new series (or a replacement) is one
+//! transaction: upsert patient, study and series, then the instance. On SQLite writes
+//! are serialised by a process-wide lock (one writer anyway; no `SQLITE_BUSY` on lock
+//! upgrades); on PostgreSQL the triggers' row locks keep concurrent counters exact.
 
 use std::sync::Arc;
 
 use chrono::Utc;
-use sea_orm::prelude::Expr;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
@@ -52,11 +52,25 @@ pub struct StoredInstance {
     pub size_bytes: i64,
 }
 
+/// What the series cache remembers: enough to index another instance of the series
+/// with one INSERT, and to notice an instance that disagrees with its series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KnownSeries {
+    series_id: i64,
+    study_uid: String,
+    patient_id: String,
+    issuer: String,
+}
+
+/// Bound on remembered series (cleared when full; a miss only costs the slow path).
+const SERIES_CACHE_MAX: usize = 50_000;
+
 /// The repository over the index database.
 #[derive(Clone)]
 pub struct IndexRepo {
     db: DatabaseConnection,
     write_lock: Option<Arc<Mutex<()>>>,
+    series_cache: Arc<std::sync::Mutex<std::collections::HashMap<String, KnownSeries>>>,
 }
 
 impl IndexRepo {
@@ -65,7 +79,37 @@ impl IndexRepo {
             DbBackend::Sqlite => Some(Arc::new(Mutex::new(()))),
             _ => None,
         };
-        Self { db, write_lock }
+        Self {
+            db,
+            write_lock,
+            series_cache: Arc::default(),
+        }
+    }
+
+    fn known_series(&self, rec: &InstanceRecord) -> Option<i64> {
+        let cache = self.series_cache.lock().ok()?;
+        let k = cache.get(&rec.series_instance_uid)?;
+        (k.study_uid == rec.study_instance_uid
+            && k.patient_id == rec.patient_id
+            && k.issuer == rec.issuer_of_patient_id)
+            .then_some(k.series_id)
+    }
+
+    fn remember_series(&self, rec: &InstanceRecord, series_id: i64) {
+        if let Ok(mut cache) = self.series_cache.lock() {
+            if cache.len() >= SERIES_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(
+                rec.series_instance_uid.clone(),
+                KnownSeries {
+                    series_id,
+                    study_uid: rec.study_instance_uid.clone(),
+                    patient_id: rec.patient_id.clone(),
+                    issuer: rec.issuer_of_patient_id.clone(),
+                },
+            );
+        }
     }
 
     /// The underlying connection (for migrations and health checks).
@@ -109,9 +153,27 @@ impl IndexRepo {
             Some(lock) => Some(lock.lock().await),
             None => None,
         };
+        // Fast path: a known series and the keep policy: one INSERT.
+        if policy == DuplicatePolicy::Keep {
+            if let Some(series_id) = self.known_series(rec) {
+                let n = instance::Entity::insert(instance_row(rec, series_id, blob_key))
+                    .on_conflict(
+                        OnConflict::column(instance::Column::SopInstanceUid)
+                            .do_nothing()
+                            .to_owned(),
+                    )
+                    .do_nothing()
+                    .exec_without_returning(&self.db)
+                    .await?;
+                return Ok(match n {
+                    sea_orm::TryInsertResult::Inserted(n) if n > 0 => InsertOutcome::Inserted,
+                    _ => InsertOutcome::Duplicate,
+                });
+            }
+        }
         let txn = self.db.begin().await?;
-        let outcome = match insert_in_txn(&txn, rec, blob_key, policy).await {
-            Ok(outcome) => outcome,
+        let (outcome, series_id) = match insert_in_txn(&txn, rec, blob_key, policy).await {
+            Ok(x) => x,
             Err(e) => {
                 let _ = txn.rollback().await;
                 return Err(e);
@@ -122,52 +184,16 @@ impl IndexRepo {
         } else {
             txn.commit().await?;
         }
+        if let Some(id) = series_id {
+            self.remember_series(rec, id);
+        }
         Ok(outcome)
     }
 }
 
-async fn insert_in_txn(
-    txn: &DatabaseTransaction,
-    rec: &InstanceRecord,
-    blob_key: &str,
-    policy: DuplicatePolicy,
-) -> Result<InsertOutcome, DbError> {
-    let now = Utc::now();
-    let mut outcome = InsertOutcome::Inserted;
-    if let Some(old) = instance::Entity::find()
-        .filter(instance::Column::SopInstanceUid.eq(&rec.sop_instance_uid))
-        .one(txn)
-        .await?
-    {
-        match policy {
-            DuplicatePolicy::Keep => return Ok(InsertOutcome::Duplicate),
-            DuplicatePolicy::Replace => {
-                remove_instance(txn, &old).await?;
-                outcome = InsertOutcome::Replaced {
-                    old_blob_key: old.blob_key,
-                };
-            }
-        }
-    }
-
-    let (patient, _) = upsert_patient(txn, rec, now).await?;
-    let (study, new_study) = upsert_study(txn, rec, patient.id, now).await?;
-    if study.patient_fk != patient.id {
-        tracing::warn!(
-            study_row = study.id,
-            "study is already indexed under another patient; the instance joins the existing study"
-        );
-    }
-    let (series, new_series) = upsert_series(txn, rec, study.id, now).await?;
-    if series.study_fk != study.id {
-        tracing::warn!(
-            series_row = series.id,
-            "series is already indexed under another study; the instance joins the existing series"
-        );
-    }
-
-    let inserted = instance::Entity::insert(instance::ActiveModel {
-        series_fk: Set(series.id),
+fn instance_row(rec: &InstanceRecord, series_id: i64, blob_key: &str) -> instance::ActiveModel {
+    instance::ActiveModel {
+        series_fk: Set(series_id),
         sop_instance_uid: Set(rec.sop_instance_uid.clone()),
         sop_class_uid: Set(rec.sop_class_uid.clone()),
         instance_number: Set(rec.instance_number),
@@ -182,99 +208,71 @@ async fn insert_in_txn(
         size_bytes: Set(rec.size_bytes),
         blob_key: Set(blob_key.to_string()),
         source_ae: Set(rec.source_ae.clone()),
-        received_at: Set(now),
+        received_at: Set(Utc::now()),
         ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::column(instance::Column::SopInstanceUid)
-            .do_nothing()
-            .to_owned(),
-    )
-    .do_nothing()
-    .exec_without_returning(txn)
-    .await?;
-    if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
-        // Another association indexed the same SOP Instance UID concurrently.
-        return Ok(InsertOutcome::Duplicate);
     }
+}
 
-    // Counters and the study's derived lists.
-    series::Entity::update_many()
-        .col_expr(
-            series::Column::NumInstances,
-            Expr::col(series::Column::NumInstances).add(1),
-        )
-        .col_expr(series::Column::LastReceivedAt, Expr::value(now))
-        .filter(series::Column::Id.eq(series.id))
-        .exec(txn)
-        .await?;
-
-    let mut study_update = study::Entity::update_many()
-        .col_expr(
-            study::Column::NumInstances,
-            Expr::col(study::Column::NumInstances).add(1),
-        )
-        .col_expr(study::Column::LastReceivedAt, Expr::value(now));
-    if new_series {
-        study_update = study_update.col_expr(
-            study::Column::NumSeries,
-            Expr::col(study::Column::NumSeries).add(1),
-        );
-        if let Some(m) = rec.modality.as_deref() {
-            let merged = merge_list(&study.modalities_in_study, m, true);
-            if merged != study.modalities_in_study {
-                study_update =
-                    study_update.col_expr(study::Column::ModalitiesInStudy, Expr::value(merged));
+/// The slow path, inside a transaction: upsert the levels, insert the instance.
+/// Returns the outcome and the series row id (for the cache) when it is consistent.
+async fn insert_in_txn(
+    txn: &DatabaseTransaction,
+    rec: &InstanceRecord,
+    blob_key: &str,
+    policy: DuplicatePolicy,
+) -> Result<(InsertOutcome, Option<i64>), DbError> {
+    let now = Utc::now();
+    let mut outcome = InsertOutcome::Inserted;
+    if let Some(old) = instance::Entity::find()
+        .filter(instance::Column::SopInstanceUid.eq(&rec.sop_instance_uid))
+        .one(txn)
+        .await?
+    {
+        match policy {
+            DuplicatePolicy::Keep => return Ok((InsertOutcome::Duplicate, None)),
+            DuplicatePolicy::Replace => {
+                // Triggers decrement the counters.
+                instance::Entity::delete_by_id(old.id).exec(txn).await?;
+                outcome = InsertOutcome::Replaced {
+                    old_blob_key: old.blob_key,
+                };
             }
         }
     }
-    let classes = merge_list(&study.sop_classes_in_study, &rec.sop_class_uid, false);
-    if classes != study.sop_classes_in_study {
-        study_update =
-            study_update.col_expr(study::Column::SopClassesInStudy, Expr::value(classes));
-    }
-    study_update
-        .filter(study::Column::Id.eq(study.id))
-        .exec(txn)
-        .await?;
 
-    let mut patient_update = patient::Entity::update_many()
-        .col_expr(
-            patient::Column::NumInstances,
-            Expr::col(patient::Column::NumInstances).add(1),
+    let (patient, _) = upsert_patient(txn, rec, now).await?;
+    let (study, _) = upsert_study(txn, rec, patient.id, now).await?;
+    let mut consistent = true;
+    if study.patient_fk != patient.id {
+        consistent = false;
+        tracing::warn!(
+            study_row = study.id,
+            "study is already indexed under another patient; the instance joins the existing study"
+        );
+    }
+    let (series, _) = upsert_series(txn, rec, study.id, now).await?;
+    if series.study_fk != study.id {
+        consistent = false;
+        tracing::warn!(
+            series_row = series.id,
+            "series is already indexed under another study; the instance joins the existing series"
+        );
+    }
+
+    let inserted = instance::Entity::insert(instance_row(rec, series.id, blob_key))
+        .on_conflict(
+            OnConflict::column(instance::Column::SopInstanceUid)
+                .do_nothing()
+                .to_owned(),
         )
-        .col_expr(patient::Column::UpdatedAt, Expr::value(now));
-    if new_series {
-        patient_update = patient_update.col_expr(
-            patient::Column::NumSeries,
-            Expr::col(patient::Column::NumSeries).add(1),
-        );
-    }
-    if new_study {
-        patient_update = patient_update.col_expr(
-            patient::Column::NumStudies,
-            Expr::col(patient::Column::NumStudies).add(1),
-        );
-    }
-    patient_update
-        .filter(patient::Column::Id.eq(study.patient_fk))
-        .exec(txn)
+        .do_nothing()
+        .exec_without_returning(txn)
         .await?;
-    Ok(outcome)
-}
-
-/// Add `item` to a backslash-separated list if missing (sorted when `sort`).
-fn merge_list(list: &str, item: &str, sort: bool) -> String {
-    let item = item.trim();
-    if item.is_empty() || list.split('\\').any(|x| x == item) {
-        return list.to_string();
+    if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+        // Another association indexed the same SOP Instance UID concurrently.
+        return Ok((InsertOutcome::Duplicate, None));
     }
-    let mut items: Vec<&str> = list.split('\\').filter(|s| !s.is_empty()).collect();
-    items.push(item);
-    if sort {
-        items.sort_unstable();
-    }
-    items.join("\\")
+    Ok((outcome, consistent.then_some(series.id)))
 }
 
 async fn upsert_patient(
@@ -429,54 +427,4 @@ async fn upsert_series(
         .await?
         .ok_or_else(|| DbError::Db(sea_orm::DbErr::RecordNotFound("series".into())))?;
     Ok((row, created))
-}
-
-/// Remove an instance row and decrement the counters above it (used by `replace`).
-/// Empty series, studies and patients are kept; their counts go to zero.
-async fn remove_instance(txn: &DatabaseTransaction, old: &instance::Model) -> Result<(), DbError> {
-    instance::Entity::delete_by_id(old.id).exec(txn).await?;
-    let Some(ser) = series::Entity::find_by_id(old.series_fk).one(txn).await? else {
-        return Ok(());
-    };
-    series::Entity::update_many()
-        .col_expr(
-            series::Column::NumInstances,
-            Expr::col(series::Column::NumInstances).sub(1),
-        )
-        .filter(series::Column::Id.eq(ser.id))
-        .exec(txn)
-        .await?;
-    let Some(st) = study::Entity::find_by_id(ser.study_fk).one(txn).await? else {
-        return Ok(());
-    };
-    study::Entity::update_many()
-        .col_expr(
-            study::Column::NumInstances,
-            Expr::col(study::Column::NumInstances).sub(1),
-        )
-        .filter(study::Column::Id.eq(st.id))
-        .exec(txn)
-        .await?;
-    patient::Entity::update_many()
-        .col_expr(
-            patient::Column::NumInstances,
-            Expr::col(patient::Column::NumInstances).sub(1),
-        )
-        .filter(patient::Column::Id.eq(st.patient_fk))
-        .exec(txn)
-        .await?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::merge_list;
-
-    #[test]
-    fn merge_list_keeps_distinct_sorted() {
-        assert_eq!(merge_list("", "MR", true), "MR");
-        assert_eq!(merge_list("MR", "CT", true), "CT\\MR");
-        assert_eq!(merge_list("CT\\MR", "MR", true), "CT\\MR");
-        assert_eq!(merge_list("1.2", "1.1", false), "1.2\\1.1");
-    }
 }

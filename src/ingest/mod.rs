@@ -187,7 +187,7 @@ impl Ingestor {
             &record.series_instance_uid,
             &record.sop_instance_uid,
         );
-        let size = self.store.put_file(&key, file.path()).await?;
+        let size = self.store.put_file_moving(&key, file.path()).await?;
         drop(file);
 
         match self

@@ -52,6 +52,8 @@ pub struct BlobStore {
     inner: Arc<dyn ObjectStore>,
     prefix: String,
     description: String,
+    /// For `file://` stores: the directory, so a spooled file can be renamed into place.
+    local_root: Option<std::path::PathBuf>,
 }
 
 fn hash_hex(s: &str, digits: usize) -> String {
@@ -70,6 +72,7 @@ impl BlobStore {
                 inner: Arc::new(fs),
                 prefix: String::new(),
                 description: format!("local directory {}", dir.display()),
+                local_root: Some(dir.canonicalize()?),
             })
         } else if let Some(rest) = cfg.url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -87,6 +90,7 @@ impl BlobStore {
                 inner: Arc::new(b.build()?),
                 prefix: prefix.trim_matches('/').to_string(),
                 description: format!("S3 bucket {bucket}"),
+                local_root: None,
             })
         } else {
             Err(StoreError::Config(format!(
@@ -102,6 +106,7 @@ impl BlobStore {
             inner: Arc::new(object_store::memory::InMemory::new()),
             prefix: String::new(),
             description: "in-memory".into(),
+            local_root: None,
         }
     }
 
@@ -156,6 +161,26 @@ impl BlobStore {
             writer.finish().await?;
         }
         Ok(len)
+    }
+
+    /// Store a complete local file under `key`, consuming it: on a `file://` store on
+    /// the same file system it is renamed into place (atomic, no copy); otherwise it is
+    /// uploaded and the file is left for its owner to delete.
+    pub async fn put_file_moving(&self, key: &BlobKey, file: &Path) -> Result<u64, StoreError> {
+        if let Some(root) = &self.local_root {
+            let dest = root.join(&key.0);
+            let len = tokio::fs::metadata(file).await?.len();
+            if let Some(parent) = dest.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            match tokio::fs::rename(file, &dest).await {
+                Ok(()) => return Ok(len),
+                // Another file system: fall back to an upload.
+                Err(e) if e.raw_os_error() == Some(18) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.put_file(key, file).await
     }
 
     /// Put bytes under `key`.
