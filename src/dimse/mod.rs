@@ -1,16 +1,20 @@
 //! The DIMSE surface: a DICOM upper-layer listener (dicom-ul PDU codec on tokio) and
 //! one file per service. Layers, bottom up: `connection` (PDU framing), `association`
 //! (negotiation), `command` + `status` (named constants, command sets), `handler`
-//! (per-association message loop), services `echo` and `store`, and `server` (the
-//! listener: association cap, TCP_NODELAY, shutdown drain).
+//! (per-association message loop), one file per service (`echo`, `store`, `find`,
+//! `cmove`, `cget`, with `retrieve` + `suboperations` + `client` + `transcode` under
+//! the last two), and `server` (the listener: association cap, TCP_NODELAY, drain).
 
 pub mod association;
+pub mod cget;
 pub mod client;
+pub mod cmove;
 pub mod command;
 pub mod connection;
 pub mod echo;
 pub mod find;
 pub mod handler;
+pub mod retrieve;
 pub mod server;
 pub mod sop;
 pub mod status;

@@ -230,6 +230,45 @@ fn read_row(row: &QueryResult, level: Level) -> Result<ResultRow, QueryError> {
     Ok(ResultRow { values, instance })
 }
 
+/// The instances a retrieve (C-MOVE, C-GET, WADO) addresses: the query's conditions at
+/// IMAGE level, selecting only where each object lives. One statement.
+pub async fn instances(
+    db: &DatabaseConnection,
+    query: &Query,
+    max_matches: Option<u64>,
+) -> Result<Vec<StoredInstance>, QueryError> {
+    let mut q = query.clone();
+    q.level = Level::Image;
+    let mut stmt = build(&q, max_matches.map(|m| m + 1));
+    stmt.clear_selects();
+    for c in [
+        "i.sop_instance_uid",
+        "i.sop_class_uid",
+        "i.transfer_syntax_uid",
+        "i.blob_key",
+        "i.size_bytes",
+    ] {
+        stmt.expr_as(col(c), Alias::new(c.trim_start_matches("i.")));
+    }
+    let rows = db.query_all(db.get_database_backend().build(&stmt)).await?;
+    if let Some(m) = max_matches {
+        if rows.len() as u64 > m {
+            return Err(QueryError::TooManyMatches(m));
+        }
+    }
+    rows.iter()
+        .map(|r| {
+            Ok(StoredInstance {
+                sop_instance_uid: r.try_get("", "sop_instance_uid")?,
+                sop_class_uid: r.try_get("", "sop_class_uid")?,
+                transfer_syntax_uid: r.try_get("", "transfer_syntax_uid")?,
+                blob_key: r.try_get("", "blob_key")?,
+                size_bytes: r.try_get("", "size_bytes")?,
+            })
+        })
+        .collect()
+}
+
 /// Run a query. With `max_matches`, more matches than that is an error
 /// (`TooManyMatches`) rather than a flood.
 pub async fn execute(
