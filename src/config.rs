@@ -76,13 +76,13 @@ pub struct PeerConfig {
     pub ae_title: String,
     pub host: String,
     pub port: u16,
-    /// Services this peer may use: `echo`, `store`, `find`, `move`, `get`.
+    /// Services this peer may use: `echo`, `store`, `find`, `move`, `get`, `commit`.
     #[serde(default = "all_services")]
     pub services: Vec<String>,
 }
 
 fn all_services() -> Vec<String> {
-    ["echo", "store", "find", "move", "get"]
+    ["echo", "store", "find", "move", "get", "commit"]
         .iter()
         .map(|s| s.to_string())
         .collect()

@@ -9,7 +9,7 @@ use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource, PDataValue, PDa
 use super::association::{negotiate, Negotiated};
 use super::command::{field, Command, CommandBuilder};
 use super::connection::{Connection, ConnectionError};
-use super::{cget, cmove, echo, find, status, store, DimseContext};
+use super::{cget, cmove, commit, echo, find, status, store, DimseContext};
 
 /// What the peer sent next.
 pub enum Incoming {
@@ -295,6 +295,9 @@ async fn serve(assoc: &mut Association, ctx: &DimseContext) -> Result<(), Associ
             field::C_FIND_RQ => find::handle(assoc, &pc, &cmd, ctx).await?,
             field::C_MOVE_RQ => cmove::handle(assoc, &pc, &cmd, ctx).await?,
             field::C_GET_RQ => cget::handle(assoc, &pc, &cmd, ctx).await?,
+            field::N_ACTION_RQ if pc.abstract_syntax == super::sop::STORAGE_COMMITMENT_PUSH => {
+                commit::handle(assoc, &pc, &cmd, ctx).await?
+            }
             other => {
                 if cmd.has_data_set {
                     assoc.drain_data().await?;

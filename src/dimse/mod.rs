@@ -2,7 +2,7 @@
 //! one file per service. Layers, bottom up: `connection` (PDU framing), `association`
 //! (negotiation), `command` + `status` (named constants, command sets), `handler`
 //! (per-association message loop), one file per service (`echo`, `store`, `find`,
-//! `cmove`, `cget`, with `retrieve` + `suboperations` + `client` + `transcode` under
+//! `cmove`, `cget`, `commit`, with `retrieve` + `suboperations` + `client` + `transcode` under
 //! the last two), and `server` (the listener: association cap, TCP_NODELAY, drain).
 
 pub mod association;
@@ -10,6 +10,7 @@ pub mod cget;
 pub mod client;
 pub mod cmove;
 pub mod command;
+pub mod commit;
 pub mod connection;
 pub mod echo;
 pub mod find;

@@ -22,6 +22,10 @@ pub fn information_model(uid: &str) -> Option<crate::query::dimse::InformationMo
     }
 }
 
+/// Storage Commitment Push Model SOP Class and its well-known SOP instance.
+pub const STORAGE_COMMITMENT_PUSH: &str = "1.2.840.10008.1.20.1";
+pub const STORAGE_COMMITMENT_INSTANCE: &str = "1.2.840.10008.1.20.1.1";
+
 /// Storage SOP classes of PS3.4 Annex B live under this root...
 const STORAGE_ROOT: &str = "1.2.840.10008.5.1.4.1.1.";
 /// ...except these few standard storage classes registered elsewhere.
@@ -55,6 +59,8 @@ pub fn service_of(abstract_syntax: &str) -> Option<&'static str> {
         Some("move")
     } else if abstract_syntax == PATIENT_ROOT_GET || abstract_syntax == STUDY_ROOT_GET {
         Some("get")
+    } else if abstract_syntax == STORAGE_COMMITMENT_PUSH {
+        Some("commit")
     } else if is_storage(abstract_syntax) {
         Some("store")
     } else {

@@ -27,6 +27,13 @@ pub const MOVE_DESTINATION_UNKNOWN: u16 = 0xA801;
 /// C-MOVE/C-GET warning: sub-operations complete, one or more failures or warnings.
 pub const SUBOPERATIONS_WITH_FAILURES: u16 = 0xB000;
 
+/// N-ACTION failure: no such action type (PS3.7 C.4.16).
+pub const NO_SUCH_ACTION_TYPE: u16 = 0x0123;
+/// Failure: invalid argument value (PS3.7 C.4.10).
+pub const INVALID_ARGUMENT: u16 = 0x0115;
+/// Failure: missing attribute (PS3.7 C.4.13).
+pub const MISSING_ATTRIBUTE: u16 = 0x0120;
+
 /// Failure: unrecognized operation (PS3.7 C.4.5).
 pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
 /// Failure: SOP class not supported (PS3.7 C.4.4).

@@ -70,7 +70,7 @@ impl Scu {
         self.next_id
     }
 
-    async fn send_command(&mut self, pc: u8, bytes: Vec<u8>) {
+    pub async fn send_command(&mut self, pc: u8, bytes: Vec<u8>) {
         self.assoc
             .send(&Pdu::PData {
                 data: vec![PDataValue {

@@ -1,0 +1,146 @@
+//! Storage Commitment Push Model: only instances really stored and indexed are
+//! committed; the others are reported failed with the right reason. Both backends.
+
+mod common;
+
+use common::gen::{encode_explicit_le, mr_dataset, new_uid, Ids};
+use common::scu::Scu;
+use common::TestEnv;
+use dicom_core::value::{DataSetSequence, Value};
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::InMemDicomObject;
+use glia::dimse::command::{field, CommandBuilder, DATA_SET_PRESENT};
+use glia::dimse::sop::{STORAGE_COMMITMENT_INSTANCE, STORAGE_COMMITMENT_PUSH};
+
+fn item(class: &str, inst: &str) -> InMemDicomObject {
+    let mut o = InMemDicomObject::new_empty();
+    o.put(DataElement::new(
+        tags::REFERENCED_SOP_CLASS_UID,
+        VR::UI,
+        PrimitiveValue::from(class),
+    ));
+    o.put(DataElement::new(
+        tags::REFERENCED_SOP_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(inst),
+    ));
+    o
+}
+
+fn refs(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Vec<(String, Option<u16>)> {
+    match obj.element_opt(tag).unwrap().map(|e| e.value()) {
+        Some(Value::Sequence(s)) => s
+            .items()
+            .iter()
+            .map(|i| {
+                (
+                    i.element(tags::REFERENCED_SOP_INSTANCE_UID)
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .trim_end_matches('\0')
+                        .to_string(),
+                    i.element_opt(tags::FAILURE_REASON)
+                        .unwrap()
+                        .map(|e| e.to_int::<u16>().unwrap()),
+                )
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
+
+async fn commitment(env: TestEnv) {
+    let node = env.start().await;
+    let mut scu = Scu::connect_with(
+        node.dimse_addr,
+        "GLIA",
+        &[uids::MR_IMAGE_STORAGE, STORAGE_COMMITMENT_PUSH],
+    )
+    .await
+    .unwrap();
+    let a = Ids::new("COMMIT");
+    let b = a.next_instance();
+    for (n, ids) in [&a, &b].iter().enumerate() {
+        let data = encode_explicit_le(&mr_dataset(ids, n as i32, 8, 8));
+        assert_eq!(
+            scu.store(uids::MR_IMAGE_STORAGE, &ids.sop, &data).await.0,
+            0
+        );
+    }
+    let missing = new_uid();
+    let transaction = new_uid();
+    let mut info = InMemDicomObject::new_empty();
+    info.put(DataElement::new(
+        tags::TRANSACTION_UID,
+        VR::UI,
+        PrimitiveValue::from(transaction.as_str()),
+    ));
+    info.put(DataElement::new(
+        tags::REFERENCED_SOP_SEQUENCE,
+        VR::SQ,
+        Value::from(DataSetSequence::from(vec![
+            item(uids::MR_IMAGE_STORAGE, &a.sop),
+            item(uids::MR_IMAGE_STORAGE, &missing),
+            item(uids::CT_IMAGE_STORAGE, &b.sop),
+        ])),
+    ));
+    let (pc, _) = scu.pc(STORAGE_COMMITMENT_PUSH);
+    let cmd = CommandBuilder::new(field::N_ACTION_RQ)
+        .uid(tags::REQUESTED_SOP_CLASS_UID, STORAGE_COMMITMENT_PUSH)
+        .us(tags::MESSAGE_ID, 77)
+        .us(tags::COMMAND_DATA_SET_TYPE, DATA_SET_PRESENT)
+        .uid(
+            tags::REQUESTED_SOP_INSTANCE_UID,
+            STORAGE_COMMITMENT_INSTANCE,
+        )
+        .us(tags::ACTION_TYPE_ID, 1)
+        .encode();
+    scu.send_command(pc, cmd).await;
+    scu.send_data(pc, &encode_explicit_le(&info), true).await;
+
+    let (rsp, _) = scu.response_with_data(STORAGE_COMMITMENT_PUSH).await;
+    assert_eq!(rsp.field, field::N_ACTION_RSP);
+    assert_eq!(rsp.u16(tags::STATUS), Some(0));
+    assert_eq!(rsp.u16(tags::MESSAGE_ID_BEING_RESPONDED_TO), Some(77));
+    let (event, data) = scu.response_with_data(STORAGE_COMMITMENT_PUSH).await;
+    assert_eq!(event.field, field::N_EVENT_REPORT_RQ);
+    assert_eq!(event.u16(tags::EVENT_TYPE_ID), Some(2), "some failed");
+    let data = data.expect("event information");
+    assert_eq!(
+        data.element(tags::TRANSACTION_UID)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches('\0'),
+        transaction
+    );
+    assert_eq!(
+        refs(&data, tags::REFERENCED_SOP_SEQUENCE),
+        vec![(a.sop.clone(), None)]
+    );
+    let mut failed = refs(&data, tags::FAILED_SOP_SEQUENCE);
+    failed.sort();
+    let mut want = vec![
+        (missing.clone(), Some(0x0112)),
+        (b.sop.clone(), Some(0x0119)),
+    ];
+    want.sort();
+    assert_eq!(failed, want);
+    // Acknowledge the event; the association carries on.
+    let ack = CommandBuilder::response_to(field::N_EVENT_REPORT_RSP, event.message_id)
+        .uid(tags::AFFECTED_SOP_CLASS_UID, STORAGE_COMMITMENT_PUSH)
+        .us(tags::STATUS, 0)
+        .encode();
+    scu.send_command(pc, ack).await;
+    let more = b.next_instance();
+    let data = encode_explicit_le(&mr_dataset(&more, 3, 8, 8));
+    assert_eq!(
+        scu.store(uids::MR_IMAGE_STORAGE, &more.sop, &data).await.0,
+        0
+    );
+    scu.release().await;
+    node.stop().await;
+}
+both_backends!(commitment, commitment);
