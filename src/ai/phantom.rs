@@ -405,9 +405,9 @@ fn classify(
         return Tissue::Bg;
     }
     let fold = folds.at(a);
-    let mut healthy = if rho > 0.97 - 0.05 * fold.max(0.0) && fold > 0.55 {
+    let mut healthy = if rho > 0.93 - 0.05 * fold.max(0.0) && fold > 0.35 {
         Tissue::Csf
-    } else if rho > 0.86 + 0.06 * fold {
+    } else if rho > 0.82 + 0.08 * fold {
         Tissue::Gm
     } else {
         Tissue::Wm

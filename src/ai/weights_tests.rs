@@ -130,7 +130,7 @@ fn forward_rejects_bad_shapes() {
     let m = SegResNet::from_safetensors_bytes(&bytes(&tensors(tiny())), &Device::Cpu).unwrap();
     let x = Tensor::zeros((1, 3, 8, 8, 8), DType::F32, &Device::Cpu).unwrap();
     assert!(matches!(m.forward(&x), Err(AiError::Input(_))));
-    let x = Tensor::zeros((1, 4, 8, 6, 8), DType::F32, &Device::Cpu).unwrap();
+    let x = Tensor::zeros((1, 4, 8, 7, 8), DType::F32, &Device::Cpu).unwrap();
     assert!(matches!(m.forward(&x), Err(AiError::Input(_))));
     let x = Tensor::zeros((4, 8, 8, 8), DType::F32, &Device::Cpu).unwrap();
     assert!(matches!(m.forward(&x), Err(AiError::Input(_))));
