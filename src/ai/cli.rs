@@ -51,6 +51,9 @@ pub enum ModelCommand {
         /// auto | cpu | cuda:N
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// Use the composed candle ops instead of the fused CPU kernels.
+        #[arg(long)]
+        composed: bool,
     },
     /// Full pipeline (normalise, sliding window, labels) on IN's `volume`
     /// [4, D, H, W] (T1ce, T1, T2, FLAIR); writes `labels` u8 to OUT and prints region volumes.
@@ -167,9 +170,13 @@ pub fn run_model(cmd: ModelCommand) -> Result<(), AiError> {
             input,
             output,
             device,
+            composed,
         } => {
             let device = parse_device(&device)?;
-            let model = load_model(&weights, &device)?;
+            let mut model = load_model(&weights, &device)?;
+            if composed {
+                model.set_fused(false);
+            }
             let mut t = read_tensors(&input, &device)?;
             let x = t
                 .remove("input")

@@ -12,6 +12,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod cli;
+mod cpu_ops;
 pub mod ops3d;
 pub mod phantom;
 pub mod pipeline;

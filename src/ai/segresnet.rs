@@ -10,6 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
+use super::cpu_ops;
 use super::ops3d::{conv3d, group_norm, trilinear_up2};
 use super::AiError;
 
@@ -145,9 +146,21 @@ pub struct SegResNet {
     final_w: Tensor,
     final_b: Tensor,
     metadata: HashMap<String, String>,
+    /// Use the fused inference-only CPU kernels (weights loaded for inference on CPU).
+    fused: bool,
 }
 
 const EPS: f64 = 1e-5;
+
+/// Differentiable 3×3×3 conv, pad 1: the fused kernel (with its backward) on
+/// CPU, the composed candle ops elsewhere.
+fn conv_train(x: &Tensor, w: &Tensor, stride: usize) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() {
+        cpu_ops::conv3d_trainable(x, w, stride, 1)
+    } else {
+        conv3d(x, w, None, stride, 1)
+    }
+}
 
 fn conv_w(
     vb: &VarBuilder,
@@ -185,11 +198,18 @@ impl ResBlock {
         })
     }
 
-    fn forward(&self, x: &Tensor, groups: usize) -> candle_core::Result<Tensor> {
+    fn forward(&self, x: &Tensor, groups: usize, fused: bool) -> candle_core::Result<Tensor> {
+        if fused {
+            let h = cpu_ops::group_norm_relu(x, groups, &self.n1.0, &self.n1.1, EPS)?;
+            let h = cpu_ops::conv3d(&h, &self.c1, 1, 1)?;
+            let h = cpu_ops::group_norm_relu(&h, groups, &self.n2.0, &self.n2.1, EPS)?;
+            let h = cpu_ops::conv3d(&h, &self.c2, 1, 1)?;
+            return h + x;
+        }
         let h = group_norm(x, groups, &self.n1.0, &self.n1.1, EPS)?.relu()?;
-        let h = conv3d(&h, &self.c1, None, 1, 1)?;
+        let h = conv_train(&h, &self.c1, 1)?;
         let h = group_norm(&h, groups, &self.n2.0, &self.n2.1, EPS)?.relu()?;
-        let h = conv3d(&h, &self.c2, None, 1, 1)?;
+        let h = conv_train(&h, &self.c2, 1)?;
         h + x
     }
 }
@@ -258,6 +278,7 @@ impl SegResNet {
             final_w,
             final_b,
             metadata: HashMap::new(),
+            fused: false,
         })
     }
 
@@ -288,6 +309,7 @@ impl SegResNet {
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         let mut net = Self::new(cfg, vb)?;
         net.metadata = meta.metadata().clone().unwrap_or_default();
+        net.fused = device.is_cpu();
         Ok(net)
     }
 
@@ -304,6 +326,12 @@ impl SegResNet {
     ) -> Result<Self, AiError> {
         let vb = VarBuilder::from_varmap(varmap, DType::F32, device);
         Self::new(cfg, vb)
+    }
+
+    /// Switches the fused CPU inference kernels on or off (they are on for
+    /// CPU inference weights; off they fall back to the composed, differentiable ops).
+    pub fn set_fused(&mut self, on: bool) {
+        self.fused = on;
     }
 
     /// The architecture.
@@ -334,14 +362,22 @@ impl SegResNet {
 
     fn forward_inner(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let g = self.cfg.norm_groups;
-        let mut x = conv3d(x, &self.conv_init, None, 1, 1)?;
+        let fused = self.fused;
+        let conv = |x: &Tensor, w: &Tensor, stride: usize| {
+            if fused {
+                cpu_ops::conv3d(x, w, stride, 1)
+            } else {
+                conv_train(x, w, stride)
+            }
+        };
+        let mut x = conv(x, &self.conv_init, 1)?;
         let mut skips = Vec::with_capacity(self.down.len());
         for (pre, blocks) in &self.down {
             if let Some(p) = pre {
-                x = conv3d(&x, p, None, 2, 1)?;
+                x = conv(&x, p, 2)?;
             }
             for b in blocks {
-                x = b.forward(&x, g)?;
+                x = b.forward(&x, g, fused)?;
             }
             skips.push(x.clone());
         }
@@ -349,16 +385,23 @@ impl SegResNet {
         for (us, blocks) in self.up_samples.iter().zip(&self.up_layers) {
             let y = conv3d(&x, us, None, 1, 0)?;
             drop(x);
-            let y = trilinear_up2(&y)?;
-            x = match skips.pop() {
-                Some(skip) => (y + skip)?,
-                None => candle_core::bail!("decoder deeper than encoder"),
+            let Some(skip) = skips.pop() else {
+                candle_core::bail!("decoder deeper than encoder")
+            };
+            x = if fused {
+                cpu_ops::upsample2_add(&y, &skip)?
+            } else {
+                (trilinear_up2(&y)? + skip)?
             };
             for b in blocks {
-                x = b.forward(&x, g)?;
+                x = b.forward(&x, g, fused)?;
             }
         }
-        let h = group_norm(&x, g, &self.final_norm.0, &self.final_norm.1, EPS)?.relu()?;
+        let h = if fused {
+            cpu_ops::group_norm_relu(&x, g, &self.final_norm.0, &self.final_norm.1, EPS)?
+        } else {
+            group_norm(&x, g, &self.final_norm.0, &self.final_norm.1, EPS)?.relu()?
+        };
         drop(x);
         conv3d(&h, &self.final_w, Some(&self.final_b), 1, 0)
     }

@@ -163,13 +163,27 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<usize, AiError> {
         };
         opt.set_learning_rate(lr);
         if step % 2 == 0 || cached.is_none() {
-            let seed = opts.seed.wrapping_mul(1_000_003).wrapping_add(step as u64 / 2);
-            let spec = PhantomSpec { dims: opts.dims, spacing: opts.spacing, seed, tumour: TumourKind::Random };
+            let seed = opts
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add(step as u64 / 2);
+            let spec = PhantomSpec {
+                dims: opts.dims,
+                spacing: opts.spacing,
+                seed,
+                tumour: TumourKind::Random,
+            };
             let ph = generate(&spec)?;
             let labels = ph.labels.labels;
-            cached = Some((normalize_nonzero(&ph.volume), region_targets(&labels), labels));
+            cached = Some((
+                normalize_nonzero(&ph.volume),
+                region_targets(&labels),
+                labels,
+            ));
         }
-        let Some((x, t, labels)) = cached.as_ref() else { continue };
+        let Some((x, t, labels)) = cached.as_ref() else {
+            continue;
+        };
         let o = crop_origin(&mut rng, opts.dims, opts.crop, labels);
         let [cd, ch, cw] = opts.crop;
         let xt = Tensor::from_vec(
