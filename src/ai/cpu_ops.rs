@@ -544,10 +544,7 @@ mod tests {
     #[test]
     fn conv3d_gradients_match_composed_backprop() {
         use candle_core::Var;
-        for (s, dims) in [
-            (1, [1, 3, 6, 5, 7]),
-            (2, [2, 3, 6, 8, 4]),
-        ] {
+        for (s, dims) in [(1, [1, 3, 6, 5, 7]), (2, [2, 3, 6, 8, 4])] {
             // (candle's conv2d backward, used by the composed reference, fails on odd sizes at stride 2)
             let x = Var::from_tensor(&rand(&dims, 7)).unwrap();
             let w = Var::from_tensor(&rand(&[4, 3, 3, 3, 3], 8)).unwrap();

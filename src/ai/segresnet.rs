@@ -200,10 +200,14 @@ impl ResBlock {
 
     fn forward(&self, x: &Tensor, groups: usize, fused: bool) -> candle_core::Result<Tensor> {
         if fused {
-            let h = cpu_ops::group_norm_relu(x, groups, &self.n1.0, &self.n1.1, EPS)?;
-            let h = cpu_ops::conv3d(&h, &self.c1, 1, 1)?;
-            let h = cpu_ops::group_norm_relu(&h, groups, &self.n2.0, &self.n2.1, EPS)?;
-            let h = cpu_ops::conv3d(&h, &self.c2, 1, 1)?;
+            // Explicit drops keep at most three full-size activations alive.
+            let g = cpu_ops::group_norm_relu(x, groups, &self.n1.0, &self.n1.1, EPS)?;
+            let h = cpu_ops::conv3d(&g, &self.c1, 1, 1)?;
+            drop(g);
+            let g = cpu_ops::group_norm_relu(&h, groups, &self.n2.0, &self.n2.1, EPS)?;
+            drop(h);
+            let h = cpu_ops::conv3d(&g, &self.c2, 1, 1)?;
+            drop(g);
             return h + x;
         }
         let h = group_norm(x, groups, &self.n1.0, &self.n1.1, EPS)?.relu()?;
@@ -391,8 +395,9 @@ impl SegResNet {
             x = if fused {
                 cpu_ops::upsample2_add(&y, &skip)?
             } else {
-                (trilinear_up2(&y)? + skip)?
+                (trilinear_up2(&y)? + &skip)?
             };
+            drop((y, skip));
             for b in blocks {
                 x = b.forward(&x, g, fused)?;
             }

@@ -144,3 +144,16 @@ fn bad_device_string() {
     ));
     assert!(super::parse_device("cpu").is_ok());
 }
+
+#[test]
+fn ai_config_defaults_and_partial_override() {
+    let c: AiConfig =
+        serde_json::from_str(r#"{"device": "cuda:1", "overlap": 0.25, "blend": "gaussian"}"#)
+            .unwrap();
+    assert_eq!(c.device, "cuda:1");
+    assert_eq!(c.overlap, 0.25);
+    assert_eq!(c.blend, super::BlendMode::Gaussian);
+    assert_eq!(c.roi, [160, 240, 240]);
+    assert_eq!(c.max_concurrent, 1);
+    assert!(serde_json::from_str::<AiConfig>(r#"{"blend": "median"}"#).is_err());
+}
