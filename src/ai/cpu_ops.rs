@@ -219,9 +219,10 @@ impl CustomOp2 for Conv3dGradW {
         };
         let gw = (0..n * ntiles)
             .into_par_iter()
-            .fold(
-                || (vec![0f32; cout * k], vec![0f32; k * rows_per_tile * ow]),
-                |(mut acc, mut buf), bt| {
+            .map_init(
+                || vec![0f32; k * rows_per_tile * ow],
+                |buf, bt| {
+                    let mut acc = vec![0f32; cout * k];
                     let (b, t) = (bt / ntiles, bt % ntiles);
                     let r0 = t * rows_per_tile;
                     let r1 = (r0 + rows_per_tile).min(rows);
@@ -253,17 +254,18 @@ impl CustomOp2 for Conv3dGradW {
                             gemm::Parallelism::None,
                         );
                     }
-                    (acc, buf)
+                    acc
                 },
             )
-            .map(|(acc, _)| acc)
-            .reduce(
-                || vec![0f32; cout * k],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            );
+            .collect::<Vec<_>>()
+            // Sum the per-tile partials in tile order: bitwise reproducible
+            // whatever the thread count or scheduling.
+            .into_iter()
+            .reduce(|mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            })
+            .unwrap_or_else(|| vec![0f32; cout * k]);
         Ok((CpuStorage::F32(gw), Shape::from((cout, cin, kd, kh, kw))))
     }
 }

@@ -157,3 +157,13 @@ fn ai_config_defaults_and_partial_override() {
     assert_eq!(c.max_concurrent, 1);
     assert!(serde_json::from_str::<AiConfig>(r#"{"blend": "median"}"#).is_err());
 }
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_device_without_cuda_build_is_a_clear_error() {
+    assert!(
+        matches!(super::parse_device("cuda:0"), Err(AiError::Config(m)) if m.contains("cuda:0"))
+    );
+    // "auto" falls back to the CPU.
+    assert!(super::parse_device("auto").unwrap().is_cpu());
+}
