@@ -20,6 +20,13 @@ struct SyncPtr(*mut f32);
 unsafe impl Send for SyncPtr {}
 unsafe impl Sync for SyncPtr {}
 
+impl SyncPtr {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else {
         bail!("glia cpu op: f32 tensors only")
@@ -94,7 +101,6 @@ impl CustomOp2 for Conv3d {
                         ow,
                     };
                     fill_cols(&mut buf[..k * tv], xb, &geo, r0, r1);
-                    let optr = optr;
                     // SAFETY: rows r0..r1 of every output channel of batch b belong
                     // to this tile only; `buf` holds k × tv values; `w` is cout × k.
                     unsafe {
@@ -102,7 +108,7 @@ impl CustomOp2 for Conv3d {
                             cout,
                             tv,
                             k,
-                            optr.0.add(b * cout * ovox + r0 * ow),
+                            optr.get().add(b * cout * ovox + r0 * ow),
                             1,
                             ovox as isize,
                             false,
@@ -550,10 +556,7 @@ mod tests {
             // (candle's conv2d backward, used by the composed reference, fails on odd sizes at stride 2)
             let x = Var::from_tensor(&rand(&dims, 7)).unwrap();
             let w = Var::from_tensor(&rand(&[4, 3, 3, 3, 3], 8)).unwrap();
-            let probe = rand(
-                &ops3d::conv3d(&x, &w, None, s, 1).unwrap().dims().to_vec(),
-                9,
-            );
+            let probe = rand(ops3d::conv3d(&x, &w, None, s, 1).unwrap().dims(), 9);
             let loss_a = (ops3d::conv3d(&x, &w, None, s, 1).unwrap() * &probe)
                 .unwrap()
                 .sum_all()

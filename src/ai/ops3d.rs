@@ -1,6 +1,6 @@
 //! 3-D tensor operations that candle 0.11 lacks, composed from its
 //! device-generic, differentiable primitives: conv3d (depth-to-channel fold
-//! + conv2d, chunked over output depth), trilinear ×2 upsampling
+//! then conv2d, chunked over output depth), trilinear ×2 upsampling
 //! (align_corners = false, separable per axis) and GroupNorm on 5-D tensors.
 //!
 //! Everything here works on any candle device and supports backprop, so the

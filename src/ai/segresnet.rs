@@ -61,7 +61,7 @@ impl SegResNetConfig {
         if self.init_filters == 0 || self.in_channels == 0 || self.out_channels == 0 {
             return bad("zero channel count".into());
         }
-        if self.norm_groups == 0 || self.init_filters % self.norm_groups != 0 {
+        if self.norm_groups == 0 || !self.init_filters.is_multiple_of(self.norm_groups) {
             return bad(format!(
                 "{} groups do not divide {} filters",
                 self.norm_groups, self.init_filters
