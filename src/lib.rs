@@ -1,10 +1,12 @@
 //! Glia: a DICOM-native PACS node.
 //!
-//! Module map: `config` (one typed tree), `app` (start-up/shutdown), `db` (index:
+//! Module map: `ai` (segmentation engine: SegResNet on candle, pipeline, phantoms,
+//! training), `config` (one typed tree), `app` (start-up/shutdown), `db` (index:
 //! sea-orm repo), `store` (blobs over object_store), `ingest` (the one ingest path),
 //! `dimse` (DICOM upper layer + services), `http` + `api` (poem / poem-openapi),
 //! `import` (bulk import), `metrics` (Prometheus).
 
+pub mod ai;
 pub mod api;
 pub mod app;
 pub mod config;

@@ -1,5 +1,6 @@
 //! The `glia` binary: parses the CLI, loads the configuration, sets up logging, and
-//! runs a subcommand (`serve` by default, `migrate`, `import`).
+//! runs a subcommand (`serve` by default, `migrate`, `import`, and the segmentation
+//! engine's `model`, `train`, `eval`, `phantom`).
 
 use std::path::PathBuf;
 
@@ -35,6 +36,15 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         parallel: usize,
     },
+    /// Segmentation model tools (run the raw network, segment a volume).
+    #[command(subcommand)]
+    Model(glia::ai::cli::ModelCommand),
+    /// Train segmentation demo weights on synthetic phantoms.
+    Train(glia::ai::cli::TrainArgs),
+    /// Dice of segmentation weights on held-out synthetic phantoms.
+    Eval(glia::ai::cli::EvalArgs),
+    /// Write one synthetic multimodal brain phantom.
+    Phantom(glia::ai::cli::PhantomArgs),
 }
 
 fn init_logging(cfg: &Config) {
@@ -51,9 +61,23 @@ fn init_logging(cfg: &Config) {
     }
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The engine's tools are synchronous and need no node configuration.
+    match cli.command {
+        Some(Command::Model(cmd)) => return Ok(glia::ai::cli::run_model(cmd)?),
+        Some(Command::Train(args)) => return Ok(glia::ai::cli::run_train(args)?),
+        Some(Command::Eval(args)) => return Ok(glia::ai::cli::run_eval(args)?),
+        Some(Command::Phantom(args)) => return Ok(glia::ai::cli::run_phantom(args)?),
+        _ => {}
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(&cli.config, &cli.set).context("loading configuration")?;
     init_logging(&config);
     tracing::info!(config = %cli.config.display(), version = env!("CARGO_PKG_VERSION"), "configuration loaded");
@@ -91,6 +115,9 @@ async fn main() -> anyhow::Result<()> {
             if !summary.rejected.is_empty() && summary.stored + summary.duplicates == 0 {
                 std::process::exit(2);
             }
+        }
+        Command::Model(_) | Command::Train(_) | Command::Eval(_) | Command::Phantom(_) => {
+            unreachable!("handled before the runtime starts")
         }
     }
     Ok(())
