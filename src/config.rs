@@ -31,6 +31,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub ingest: IngestConfig,
     pub query: QueryConfig,
+    pub ai: crate::ai::AiConfig,
     pub log: LogConfig,
 }
 
