@@ -446,6 +446,30 @@ async fn bad_identifiers_and_limits(mut env: TestEnv) {
         .element(tags::PATIENT_WEIGHT)
         .unwrap()
         .is_empty());
+    // A C-MOVE sent on the FIND context is refused (no service through another's context).
+    let (pc, _) = scu.pc(STUDY_ROOT_FIND);
+    let cmd = glia::dimse::command::CommandBuilder::new(glia::dimse::command::field::C_MOVE_RQ)
+        .uid(
+            tags::AFFECTED_SOP_CLASS_UID,
+            glia::dimse::sop::STUDY_ROOT_MOVE,
+        )
+        .us(tags::MESSAGE_ID, 999)
+        .us(tags::PRIORITY, 0)
+        .us(
+            tags::COMMAND_DATA_SET_TYPE,
+            glia::dimse::command::DATA_SET_PRESENT,
+        )
+        .ae(tags::MOVE_DESTINATION, "ANYWHERE")
+        .encode();
+    scu.send_command(pc, cmd).await;
+    scu.send_data(
+        pc,
+        &encode_explicit_le(&identifier("STUDY", &[(uid, VR::UI, &d.mueller.study)])),
+        true,
+    )
+    .await;
+    let (rsp, _) = scu.response_with_data(STUDY_ROOT_FIND).await;
+    assert_eq!(rsp.u16(tags::STATUS), Some(0x0122));
     // The association still works.
     let r = study_root(&mut scu, &[(uid, VR::UI, &d.smith.study)]).await;
     assert_eq!(r.matches.len(), 1);

@@ -3,8 +3,6 @@
 //! association to it (as stored, or uncompressed when the destination does not accept
 //! the stored syntax). Pending responses carry the counts; C-CANCEL stops the transfer.
 
-use std::net::ToSocketAddrs;
-
 use dicom_dictionary_std::tags;
 
 use super::association::AcceptedContext;
@@ -44,8 +42,8 @@ pub async fn handle(
     if list.is_empty() {
         return send_final(assoc, RSP, cmd, pc, status::SUCCESS, &counts, ctx).await;
     }
-    let addr = (peer.host.as_str(), peer.port)
-        .to_socket_addrs()
+    let addr = tokio::net::lookup_host((peer.host.as_str(), peer.port))
+        .await
         .ok()
         .and_then(|mut a| a.next());
     let opts = ClientOptions::from_config(&ctx.config);
@@ -91,9 +89,17 @@ pub async fn handle(
             counts.fail(inst);
             continue;
         }
-        if assoc.cancel_requested(cmd.message_id).await? {
-            cancelled = true;
-            break;
+        match assoc.cancel_requested(cmd.message_id).await {
+            Ok(true) => {
+                cancelled = true;
+                break;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                // The requestor is gone: end the destination association properly.
+                dest.abort().await;
+                return Err(e);
+            }
         }
         let contexts = dest.contexts().to_vec();
         match store_instance(
@@ -115,7 +121,10 @@ pub async fn handle(
         }
         if counts.remaining > 0 {
             let rsp = response(RSP, cmd, pc, status::PENDING, &counts, true, false, None);
-            assoc.send_command(pc.id, rsp).await?;
+            if let Err(e) = assoc.send_command(pc.id, rsp).await {
+                dest.abort().await;
+                return Err(e);
+            }
         }
     }
     if broken {

@@ -93,6 +93,20 @@ pub async fn handle(
     } else {
         None
     };
+    if cmd.string(tags::REQUESTED_SOP_INSTANCE_UID).as_deref()
+        != Some(sop::STORAGE_COMMITMENT_INSTANCE)
+    {
+        ctx.count_failure(status::NO_SUCH_SOP_INSTANCE);
+        return assoc
+            .send_command(
+                pc.id,
+                respond(
+                    status::NO_SUCH_SOP_INSTANCE,
+                    Some("not the well-known Storage Commitment instance"),
+                ),
+            )
+            .await;
+    }
     if cmd.u16(tags::ACTION_TYPE_ID) != Some(ACTION_REQUEST_COMMITMENT) {
         ctx.count_failure(status::NO_SUCH_ACTION_TYPE);
         return assoc
@@ -140,7 +154,10 @@ pub async fn handle(
                 )
             })
             .collect(),
-        _ => {
+        _ => Vec::new(),
+    };
+    if refs.is_empty() {
+        {
             ctx.count_failure(status::MISSING_ATTRIBUTE);
             return assoc
                 .send_command(

@@ -33,7 +33,11 @@ pub fn decode_identifier(pc: &AcceptedContext, bytes: &[u8]) -> Result<InMemDico
 pub fn encode_identifier(pc: &AcceptedContext, obj: &InMemDicomObject) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     if let Some(ts) = TransferSyntaxRegistry.get(&pc.transfer_syntax) {
-        let _ = obj.write_dataset_with_ts(&mut out, ts);
+        if let Err(e) = obj.write_dataset_with_ts(&mut out, ts) {
+            // Only values we produced are written; log rather than send half a data set.
+            tracing::error!(error = %e, "identifier could not be encoded");
+            out.clear();
+        }
     }
     out
 }
@@ -59,9 +63,11 @@ pub fn rules(
 ) -> Option<IdentifierRules> {
     let model = sop::information_model(&pc.abstract_syntax)?;
     let n = &assoc.negotiated;
+    let retrieve = sop::service_of(&pc.abstract_syntax) != Some("find");
     Some(IdentifierRules {
         model,
         relational: n.extended_flag(&pc.abstract_syntax, 1),
+        retrieve,
         options: QueryOptions {
             case_insensitive_names: ctx.query.person_name_case_insensitive,
             combined_datetime: n.extended_flag(&pc.abstract_syntax, 2),

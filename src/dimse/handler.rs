@@ -289,15 +289,44 @@ async fn serve(assoc: &mut Association, ctx: &DimseContext) -> Result<(), Associ
                 "presentation context {pc_id} was not accepted"
             )));
         };
+        // A request is served only on a context of its own service, so a peer cannot
+        // reach a service it was not granted through another service's context.
+        let service = super::sop::service_of(&pc.abstract_syntax);
+        let wanted = match cmd.field {
+            field::C_ECHO_RQ => Some("echo"),
+            field::C_STORE_RQ => Some("store"),
+            field::C_FIND_RQ => Some("find"),
+            field::C_MOVE_RQ => Some("move"),
+            field::C_GET_RQ => Some("get"),
+            field::N_ACTION_RQ => Some("commit"),
+            _ => None,
+        };
+        if wanted.is_some() && wanted != service {
+            if cmd.has_data_set {
+                assoc.drain_data().await?;
+            }
+            ctx.count_failure(status::SOP_CLASS_NOT_SUPPORTED);
+            let rsp = CommandBuilder::response_to(cmd.field | field::RESPONSE_BIT, cmd.message_id)
+                .uid(
+                    dicom_dictionary_std::tags::AFFECTED_SOP_CLASS_UID,
+                    &pc.abstract_syntax,
+                )
+                .us(
+                    dicom_dictionary_std::tags::STATUS,
+                    status::SOP_CLASS_NOT_SUPPORTED,
+                )
+                .error_comment("operation not supported on this presentation context")
+                .encode();
+            assoc.send_command(pc.id, rsp).await?;
+            continue;
+        }
         match cmd.field {
             field::C_ECHO_RQ => echo::handle(assoc, &pc, &cmd, ctx).await?,
             field::C_STORE_RQ => store::handle(assoc, &pc, &cmd, ctx).await?,
             field::C_FIND_RQ => find::handle(assoc, &pc, &cmd, ctx).await?,
             field::C_MOVE_RQ => cmove::handle(assoc, &pc, &cmd, ctx).await?,
             field::C_GET_RQ => cget::handle(assoc, &pc, &cmd, ctx).await?,
-            field::N_ACTION_RQ if pc.abstract_syntax == super::sop::STORAGE_COMMITMENT_PUSH => {
-                commit::handle(assoc, &pc, &cmd, ctx).await?
-            }
+            field::N_ACTION_RQ => commit::handle(assoc, &pc, &cmd, ctx).await?,
             other => {
                 if cmd.has_data_set {
                     assoc.drain_data().await?;

@@ -31,6 +31,8 @@ pub const SUBOPERATIONS_WITH_FAILURES: u16 = 0xB000;
 pub const NO_SUCH_ACTION_TYPE: u16 = 0x0123;
 /// Failure: invalid argument value (PS3.7 C.4.10).
 pub const INVALID_ARGUMENT: u16 = 0x0115;
+/// Failure: no such SOP instance (PS3.7 C.4.17).
+pub const NO_SUCH_SOP_INSTANCE: u16 = 0x0112;
 /// Failure: missing attribute (PS3.7 C.4.13).
 pub const MISSING_ATTRIBUTE: u16 = 0x0120;
 

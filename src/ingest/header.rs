@@ -37,6 +37,19 @@ fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
+/// A TM value padded to at least `HHMMSS` (`10` → `100000`, `1030` → `103000`), so
+/// that string comparison in the index orders times correctly. Invalid values are
+/// kept as they are.
+fn time(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
+    let t = text(obj, tag)?;
+    let main = t.split('.').next().unwrap_or("");
+    if matches!(main.len(), 2 | 4) && main.bytes().all(|b| b.is_ascii_digit()) && !t.contains('.') {
+        Some(format!("{t:0<6}"))
+    } else {
+        Some(t)
+    }
+}
+
 fn int(obj: &DefaultDicomObject, tag: Tag) -> Option<i32> {
     let el = obj.element_opt(tag).ok().flatten()?;
     el.to_int::<i32>().ok()
@@ -97,7 +110,7 @@ pub fn record_from_object(
         patient_sex: text(obj, tags::PATIENT_SEX),
         study_instance_uid,
         study_date: text(obj, tags::STUDY_DATE),
-        study_time: text(obj, tags::STUDY_TIME),
+        study_time: time(obj, tags::STUDY_TIME),
         accession_number: text(obj, tags::ACCESSION_NUMBER),
         study_id: text(obj, tags::STUDY_ID),
         referring_physician_name: text(obj, tags::REFERRING_PHYSICIAN_NAME),
@@ -111,7 +124,7 @@ pub fn record_from_object(
         body_part_examined: text(obj, tags::BODY_PART_EXAMINED),
         protocol_name: text(obj, tags::PROTOCOL_NAME),
         series_date: text(obj, tags::SERIES_DATE),
-        series_time: text(obj, tags::SERIES_TIME),
+        series_time: time(obj, tags::SERIES_TIME),
         performed_procedure_step_start_date: text(obj, tags::PERFORMED_PROCEDURE_STEP_START_DATE),
         frame_of_reference_uid: text(obj, tags::FRAME_OF_REFERENCE_UID),
         laterality: text(obj, tags::LATERALITY),
@@ -121,7 +134,7 @@ pub fn record_from_object(
         sop_class_uid,
         instance_number: int(obj, tags::INSTANCE_NUMBER),
         content_date: text(obj, tags::CONTENT_DATE),
-        content_time: text(obj, tags::CONTENT_TIME),
+        content_time: time(obj, tags::CONTENT_TIME),
         rows: int(obj, tags::ROWS),
         columns: int(obj, tags::COLUMNS),
         number_of_frames: int(obj, tags::NUMBER_OF_FRAMES),

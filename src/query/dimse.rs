@@ -21,6 +21,9 @@ pub struct IdentifierRules {
     pub model: InformationModel,
     /// Relational queries negotiated (extended negotiation byte 1).
     pub relational: bool,
+    /// A C-MOVE/C-GET identifier: the unique key of the retrieve level is required
+    /// (PS3.4 C.4.2.2.1) unless relational retrieval was negotiated.
+    pub retrieve: bool,
     pub options: QueryOptions,
 }
 
@@ -109,6 +112,15 @@ pub fn parse_identifier(
             query.returns.push(key);
         }
     }
+    if rules.retrieve && !rules.relational {
+        let key = unique_key(level);
+        if !matches!(
+            query.condition(key.tag),
+            Some(super::Matcher::Single(_) | super::Matcher::List(_))
+        ) {
+            return Err(QueryError::MissingUniqueKey(key.keyword));
+        }
+    }
     Ok(query)
 }
 
@@ -162,6 +174,7 @@ mod tests {
     const STUDY_ROOT: IdentifierRules = IdentifierRules {
         model: InformationModel::StudyRoot,
         relational: false,
+        retrieve: false,
         options: QueryOptions {
             case_insensitive_names: true,
             combined_datetime: false,
@@ -196,6 +209,20 @@ mod tests {
             parse_identifier(&InMemDicomObject::new_empty(), STUDY_ROOT),
             Err(QueryError::MissingLevel)
         ));
+        // A retrieve needs the unique key of its own level.
+        let retrieve = IdentifierRules {
+            retrieve: true,
+            ..STUDY_ROOT
+        };
+        assert!(matches!(
+            parse_identifier(&ident("STUDY", &[]), retrieve),
+            Err(QueryError::MissingUniqueKey("StudyInstanceUID"))
+        ));
+        assert!(parse_identifier(
+            &ident("STUDY", &[(tags::STUDY_INSTANCE_UID, VR::UI, "1.2\\1.3")]),
+            retrieve
+        )
+        .is_ok());
         // Unsupported keys are returned empty; with a value they flag 0xFF01.
         let id = ident("STUDY", &[(tags::PATIENT_WEIGHT, VR::DS, "70")]);
         let q = parse_identifier(&id, STUDY_ROOT).unwrap();
