@@ -130,6 +130,11 @@ async fn pynetdicom_qr(mut env: TestEnv) {
     ) {
         return;
     }
+    // Node logs are shown when the test fails (diagnosis of intermittent failures).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("glia=debug,info")
+        .with_test_writer()
+        .try_init();
     let dest_port = free_port();
     env.config.dimse.peers = vec![glia::config::PeerConfig {
         ae_title: "PYSCP".into(),
