@@ -480,10 +480,24 @@ both_backends!(bad_identifiers_and_limits, bad_identifiers_and_limits);
 
 async fn cancel_stops_responses(env: TestEnv) {
     let node = env.start().await;
-    load(&node).await;
-    let mut scu = Scu::connect_with(node.dimse_addr, "GLIA", &[STUDY_ROOT_FIND])
-        .await
-        .unwrap();
+    // 150 studies, so the cancel is read long before the last match could be sent.
+    let mut scu = Scu::connect_with(
+        node.dimse_addr,
+        "GLIA",
+        &[uids::MR_IMAGE_STORAGE, STUDY_ROOT_FIND],
+    )
+    .await
+    .unwrap();
+    for i in 0..150 {
+        let ids = Ids::new(&format!("CANCEL{i}"));
+        let ds = mr_dataset_with(&ids, 1, &[]);
+        assert_eq!(
+            scu.store(uids::MR_IMAGE_STORAGE, &ids.sop, &encode_explicit_le(&ds))
+                .await
+                .0,
+            0
+        );
+    }
     // The cancel follows the request at once; the SCP checks for it between responses.
     let id = scu
         .find_request(
@@ -501,7 +515,17 @@ async fn cancel_stops_responses(env: TestEnv) {
         }
     };
     assert_eq!(final_status, 0xFE00, "cancelled");
-    assert!(pending < 4, "not every match was sent");
+    assert!(pending < 150, "not every match was sent ({pending})");
+    // The association carries on.
+    let r = study_root(
+        &mut scu,
+        &[
+            (tags::STUDY_INSTANCE_UID, VR::UI, ""),
+            (tags::PATIENT_ID, VR::LO, "CANCEL7"),
+        ],
+    )
+    .await;
+    assert_eq!(r.matches.len(), 1);
     scu.release().await;
     node.stop().await;
 }
