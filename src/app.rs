@@ -45,8 +45,7 @@ pub enum StartError {
 /// Open the database (running migrations), the blob store and the spool; build the
 /// shared state. Used by `serve` and `import`.
 pub async fn open_state(config: Config) -> Result<AppState, StartError> {
-    let conn = db::connect(&config.database.url, config.database.max_connections).await?;
-    db::migrate(&conn).await?;
+    let conn = db::open(&config.database.url, config.database.max_connections).await?;
     tracing::info!(
         backend = db::backend_name(&conn),
         "index database ready (migrations applied)"

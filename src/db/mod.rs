@@ -52,8 +52,17 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             "database.url must start with sqlite:// or postgres://".into(),
         ));
     }
+    // SQLite: one connection. Writes are serialised anyway, and a single connection
+    // can never read from a stale WAL snapshot (a pooled connection whose statement
+    // was left un-reset keeps its read transaction, and with it an old view of the
+    // data and even of the schema).
+    let max_connections = if url.starts_with("sqlite://") {
+        1
+    } else {
+        max_connections.max(1)
+    };
     let mut opts = ConnectOptions::new(url);
-    opts.max_connections(max_connections.max(1))
+    opts.max_connections(max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30))
@@ -74,6 +83,15 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbError> {
     Migrator::up(db, None).await?;
     Ok(())
+}
+
+/// Migrate on a dedicated connection (closed afterwards, so no connection that saw the
+/// schema mid-migration is ever reused), then open the pool the node works with.
+pub async fn open(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbError> {
+    let admin = connect(url, 1).await?;
+    migrate(&admin).await?;
+    admin.close().await?;
+    connect(url, max_connections).await
 }
 
 /// Human-readable backend name for logs.

@@ -51,7 +51,30 @@ pub struct InstanceRecord {
     pub source_ae: Option<String>,
 }
 
-/// Normalised form of a person name for case-insensitive matching.
+/// Normalised form of a person name for case-insensitive matching: each character
+/// upper-cased on its own, kept as is when its upper case is several characters
+/// (`ß` stays `ß`), so lengths and `?` wildcards line up between value and pattern.
 pub fn normalize_person_name(name: &str) -> String {
-    name.trim().to_uppercase()
+    name.trim()
+        .chars()
+        .map(|c| {
+            let mut up = c.to_uppercase();
+            match (up.next(), up.next()) {
+                (Some(u), None) => u,
+                _ => c,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_person_name;
+
+    #[test]
+    fn names_normalise_char_by_char() {
+        assert_eq!(normalize_person_name("Müller^Jürgen "), "MÜLLER^JÜRGEN");
+        assert_eq!(normalize_person_name("Weiß^Bernd"), "WEIß^BERND");
+        assert_eq!(normalize_person_name("Wei?^*").chars().count(), 6);
+    }
 }
