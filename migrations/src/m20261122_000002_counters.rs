@@ -1,4 +1,5 @@
-//! Per-level counters and study lists maintained by triggers, so that indexing an
+//! Per-level counters and study lists maintained by triggers (plus, on PostgreSQL,
+//! `text_pattern_ops` indexes for prefix wildcards), so that indexing an
 //! instance of a known series is one INSERT (the counters of its series, study and
 //! patient, the study's SOPClassesInStudy and last-received time follow inside the
 //! same statement, atomically, on SQLite and on PostgreSQL alike).
@@ -122,6 +123,11 @@ fn postgres_sql() -> Vec<String> {
          END $$"
         .into(),
         "CREATE TRIGGER study_ai AFTER INSERT ON study FOR EACH ROW EXECUTE FUNCTION glia_study_ai()".into(),
+        // Prefix wildcards (`MUE*` → LIKE 'MUE%') can use these under any collation.
+        "CREATE INDEX ix_patient_name_norm_pattern ON patient (patient_name_norm text_pattern_ops)".into(),
+        "CREATE INDEX ix_patient_id_pattern ON patient (patient_id text_pattern_ops)".into(),
+        "CREATE INDEX ix_study_accession_pattern ON study (accession_number text_pattern_ops)".into(),
+        "CREATE INDEX ix_study_referring_pattern ON study (referring_physician_name_norm text_pattern_ops)".into(),
     ]
 }
 
