@@ -111,6 +111,9 @@ pub struct TrainArgs {
 /// `glia eval`: Dice on held-out phantoms.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
+    /// Post-processing: drop tumour components smaller than this (mL; 0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub min_component_ml: f64,
     /// Weights to evaluate.
     #[arg(long, default_value = "weights/glia-phantom-segresnet.safetensors")]
     pub weights: PathBuf,
@@ -228,10 +231,23 @@ pub fn run_train(a: TrainArgs) -> Result<(), AiError> {
 
 /// Handles `glia eval`.
 pub fn run_eval(a: EvalArgs) -> Result<(), AiError> {
-    let r = evaluate(&a.weights, &a.device, a.dims, a.spacing, a.seed, a.cases)?;
+    let r = evaluate(
+        &a.weights,
+        &a.device,
+        a.min_component_ml,
+        a.dims,
+        a.spacing,
+        a.seed,
+        a.cases,
+    )?;
     println!(
         "{} held-out phantoms: mean Dice WT {:.4}  TC {:.4}  ET {:.4}",
         r.cases, r.wt, r.tc, r.et
+    );
+    let t = r.tumour_only;
+    println!(
+        "{} with tumour:        mean Dice WT {:.4}  TC {:.4}  ET {:.4}",
+        r.tumour_cases, t[0], t[1], t[2]
     );
     Ok(())
 }

@@ -93,6 +93,9 @@ pub struct AiConfig {
     pub max_voxels: usize,
     /// Segmentations allowed to run at once (each holds a full forward pass in memory).
     pub max_concurrent: usize,
+    /// Post-processing: drop connected tumour components smaller than this
+    /// many mL (0 = off, MONAI's pipeline has no such step).
+    pub min_component_ml: f64,
 }
 
 impl Default for AiConfig {
@@ -105,6 +108,7 @@ impl Default for AiConfig {
             blend: BlendMode::Constant,
             max_voxels: 256 * 512 * 512,
             max_concurrent: 1,
+            min_component_ml: 0.0,
         }
     }
 }

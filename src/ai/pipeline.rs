@@ -132,7 +132,12 @@ impl Engine {
         cancel: &CancelToken,
     ) -> Result<LabelVolume, AiError> {
         let logits = self.predict_logits(vol, progress, cancel)?;
-        labels_from_logits(&logits, vol.dims, vol.spacing)
+        let mut labels = labels_from_logits(&logits, vol.dims, vol.spacing)?;
+        if self.cfg.min_component_ml > 0.0 {
+            let min_voxels = (self.cfg.min_component_ml / labels.voxel_ml()).ceil() as usize;
+            labels.remove_small_components(min_voxels);
+        }
+        Ok(labels)
     }
 
     /// Runs [`Engine::segment`] on tokio's blocking pool, at most

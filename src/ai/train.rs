@@ -315,6 +315,10 @@ pub struct EvalReport {
     pub tc: f64,
     /// Enhancing tumour (label 4).
     pub et: f64,
+    /// Cases whose phantom has a tumour.
+    pub tumour_cases: usize,
+    /// Mean (WT, TC, ET) Dice over the tumour cases only.
+    pub tumour_only: [f64; 3],
 }
 
 /// Evaluates `weights` on `cases` phantoms with seeds `seed..seed+cases`
@@ -322,6 +326,7 @@ pub struct EvalReport {
 pub fn evaluate(
     weights: &Path,
     device: &str,
+    min_component_ml: f64,
     dims: [usize; 3],
     spacing: [f64; 3],
     seed: u64,
@@ -330,10 +335,12 @@ pub fn evaluate(
     let cfg = AiConfig {
         device: device.into(),
         weights: weights.to_path_buf(),
+        min_component_ml,
         ..AiConfig::default()
     };
     let engine = Engine::load(&cfg)?;
     let (mut wt, mut tc, mut et) = (0.0, 0.0, 0.0);
+    let (mut nt, mut tum) = (0usize, [0f64; 3]);
     for i in 0..cases {
         let ph = generate(&PhantomSpec {
             dims,
@@ -351,6 +358,10 @@ pub fn evaluate(
             "case {i:3} ({:?}): WT {:.3} TC {:.3} ET {:.3}",
             ph.tumour, d[0], d[1], d[2]
         );
+        if ph.tumour != TumourKind::None {
+            nt += 1;
+            (0..3).for_each(|k| tum[k] += d[k]);
+        }
         wt += d[0];
         tc += d[1];
         et += d[2];
@@ -361,6 +372,8 @@ pub fn evaluate(
         wt: wt / n,
         tc: tc / n,
         et: et / n,
+        tumour_cases: nt,
+        tumour_only: tum.map(|v| v / nt.max(1) as f64),
     })
 }
 

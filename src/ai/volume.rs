@@ -135,6 +135,56 @@ impl LabelVolume {
         self.count(label) as f64 * self.voxel_ml()
     }
 
+    /// Clears tumour components (26-connected voxels with any non-zero label)
+    /// smaller than `min_voxels`; returns how many voxels were cleared.
+    pub fn remove_small_components(&mut self, min_voxels: usize) -> usize {
+        let [d, h, w] = self.dims;
+        let mut seen = vec![false; self.labels.len()];
+        let mut removed = 0;
+        let mut stack = Vec::new();
+        let mut comp = Vec::new();
+        for start in 0..self.labels.len() {
+            if seen[start] || self.labels[start] == 0 {
+                continue;
+            }
+            seen[start] = true;
+            stack.push(start);
+            comp.clear();
+            while let Some(i) = stack.pop() {
+                comp.push(i);
+                let (z, y, x) = (i / (h * w), (i / w) % h, i % w);
+                for dz in -1isize..=1 {
+                    for dy in -1isize..=1 {
+                        for dx in -1isize..=1 {
+                            let (nz, ny, nx) = (z as isize + dz, y as isize + dy, x as isize + dx);
+                            if nz < 0
+                                || ny < 0
+                                || nx < 0
+                                || nz >= d as isize
+                                || ny >= h as isize
+                                || nx >= w as isize
+                            {
+                                continue;
+                            }
+                            let j = (nz as usize * h + ny as usize) * w + nx as usize;
+                            if !seen[j] && self.labels[j] != 0 {
+                                seen[j] = true;
+                                stack.push(j);
+                            }
+                        }
+                    }
+                }
+            }
+            if comp.len() < min_voxels {
+                for &i in &comp {
+                    self.labels[i] = 0;
+                }
+                removed += comp.len();
+            }
+        }
+        removed
+    }
+
     /// BraTS region volumes (necrosis, oedema, enhancing, TC, WT) in mL.
     pub fn region_volumes(&self) -> RegionVolumes {
         let mut c = [0usize; 5];
@@ -179,4 +229,25 @@ pub fn write_tensors(
         .collect::<Result<Vec<_>, candle_core::Error>>()?;
     safetensors::serialize_to_file(tensors.iter().map(|(k, t)| (k.as_str(), t)), metadata, path)
         .map_err(|e| AiError::Io(std::io::Error::other(e.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_components_are_removed_large_kept() {
+        // 1x4x4: a 3-voxel L-shaped blob (diagonal link counts) and a lone voxel.
+        let mut l = LabelVolume::new(
+            vec![2, 0, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2],
+            [1, 4, 4],
+            [1.0; 3],
+        )
+        .unwrap();
+        assert_eq!(l.remove_small_components(2), 1);
+        assert_eq!(l.labels.iter().filter(|&&v| v != 0).count(), 3);
+        assert_eq!(l.labels[15], 0);
+        assert_eq!(l.remove_small_components(4), 3);
+        assert!(l.labels.iter().all(|&v| v == 0));
+    }
 }
