@@ -8,7 +8,7 @@ exact result sets:
   * C-FIND at STUDY / SERIES / IMAGE (Study Root) and PATIENT (Patient Root): universal,
     single value, wildcards (`*`, `?`, case-insensitive PatientName, UTF-8), UID lists,
     date ranges, time ranges, combined date-time (SOP class extended negotiation);
-  * C-CANCEL sent right after a C-FIND-RQ (final status 0xFE00);
+  * C-CANCEL during a C-FIND (0xFE00, or 0x0000 when every match was already sent);
   * C-MOVE to a pynetdicom storage SCP started here (--dest-port, AE --dest-ae): every
     received data set equal to what was sent (all elements, pixel data byte for byte);
   * C-GET with SCP/SCU role selection (instances received over the same association)
@@ -336,11 +336,18 @@ def finds(args, x) -> None:
         check("PATIENT NumberOfPatientRelatedStudies", col(m, "NumberOfPatientRelatedStudies") == {"2"},
               str(col(m, "NumberOfPatientRelatedStudies")))
 
-    # C-CANCEL right after the request: the SCP sees it before (almost) any match.
+    # C-CANCEL: pynetdicom sends the C-FIND-RQ when the generator is first advanced, so
+    # the cancel goes out after the first response. With only four matches the SCP may
+    # already have sent them all, in which case 0000 after four matches is the right
+    # answer; otherwise the matches stop with 0xFE00. (tests/query_find.rs proves the
+    # cancel path strictly, with 150 matches.)
     responses = assoc.send_c_find(
         ident("STUDY", StudyInstanceUID="", PatientName=""), STUDY_FIND, msg_id=77)
-    assoc.send_c_cancel(77, query_model=STUDY_FIND)
     pending, final = 0, None
+    first = next(responses)
+    if first[0] is not None and first[0].Status in (0xFF00, 0xFF01):
+        pending += 1
+    assoc.send_c_cancel(77, query_model=STUDY_FIND)
     for status, _ in responses:
         if status is None or "Status" not in status:
             break
@@ -348,9 +355,9 @@ def finds(args, x) -> None:
             pending += 1
         else:
             final = status.Status
-    check("C-CANCEL during C-FIND: final status 0xFE00",
-          final == 0xFE00, f"final {final!r}, {pending} pending responses")
-    check("C-CANCEL during C-FIND: not every match sent", pending < 4, f"{pending} pending responses")
+    check("C-CANCEL during C-FIND: cancelled (0xFE00) or already complete (0x0000 after all 4)",
+          (final == 0xFE00 and pending < 4) or (final == 0x0000 and pending == 4),
+          f"final {final!r}, {pending} pending responses")
     check_find(assoc, "C-FIND after C-CANCEL on the same association", STUDY_FIND,
                ident("STUDY", StudyInstanceUID=st["smith"]), uid, [st["smith"]])
     assoc.release()
