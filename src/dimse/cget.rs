@@ -6,7 +6,7 @@
 use super::association::AcceptedContext;
 use super::command::{field, Command};
 use super::handler::{Association, AssociationError};
-use super::retrieve::{refuse, resolve, response, send_final, Counts};
+use super::retrieve::{refuse, resolve, response, send_final, Counts, Shape};
 use super::suboperations::store_instance;
 use super::{status, DimseContext};
 
@@ -58,7 +58,7 @@ pub async fn handle(
             break;
         }
         if counts.remaining > 0 {
-            let rsp = response(RSP, cmd, pc, status::PENDING, &counts, true, false, None);
+            let rsp = response(RSP, cmd, pc, status::PENDING, &counts, Shape::Pending, None);
             assoc.send_command(pc.id, rsp).await?;
         }
     }

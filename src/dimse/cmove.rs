@@ -9,7 +9,7 @@ use super::association::AcceptedContext;
 use super::client::{associate, ClientOptions};
 use super::command::{field, Command};
 use super::handler::{Association, AssociationError};
-use super::retrieve::{refuse, resolve, response, send_final, Counts};
+use super::retrieve::{refuse, resolve, response, send_final, Counts, Shape};
 use super::suboperations::{plan_contexts, store_instance};
 use super::{status, DimseContext};
 
@@ -120,7 +120,7 @@ pub async fn handle(
             }
         }
         if counts.remaining > 0 {
-            let rsp = response(RSP, cmd, pc, status::PENDING, &counts, true, false, None);
+            let rsp = response(RSP, cmd, pc, status::PENDING, &counts, Shape::Pending, None);
             if let Err(e) = assoc.send_command(pc.id, rsp).await {
                 dest.abort().await;
                 return Err(e);

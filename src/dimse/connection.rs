@@ -115,12 +115,12 @@ impl Connection {
     pub fn input_ready(&self) -> bool {
         use futures::FutureExt;
         let mut b = [0u8; 1];
-        matches!(self.stream.peek(&mut b).now_or_never(), Some(_))
+        self.stream.peek(&mut b).now_or_never().is_some()
     }
 
     /// Write one PDU in a single write.
     pub async fn write_pdu(&mut self, pdu: &Pdu) -> Result<(), ConnectionError> {
-        let mut out = Vec::with_capacity(256);
+        let mut out = Vec::with_capacity(1024);
         dicom_ul::pdu::write_pdu(&mut out, pdu)
             .map_err(|e| ConnectionError::Malformed(e.to_string()))?;
         self.write_raw(&out).await
@@ -144,6 +144,35 @@ impl Connection {
             }],
         })
         .await
+    }
+
+    /// Send a command set followed by its (small) data set: both PDVs in one P-DATA-TF
+    /// when they fit in the peer's maximum PDU length, else as separate PDUs.
+    pub async fn send_command_and_data(
+        &mut self,
+        pc_id: u8,
+        command: Vec<u8>,
+        data: Vec<u8>,
+    ) -> Result<(), ConnectionError> {
+        // Each PDV item adds 6 bytes (length, context id, control header).
+        if (command.len() + data.len() + 12) as u64 <= self.peer_max_pdu_length as u64 {
+            let pdv = |value_type, data| PDataValue {
+                presentation_context_id: pc_id,
+                value_type,
+                is_last: true,
+                data,
+            };
+            return self
+                .write_pdu(&Pdu::PData {
+                    data: vec![
+                        pdv(PDataValueType::Command, command),
+                        pdv(PDataValueType::Data, data),
+                    ],
+                })
+                .await;
+        }
+        self.send_command(pc_id, command).await?;
+        self.send_data_set(pc_id, &data).await
     }
 
     /// Send a data set, fragmented to the peer's maximum PDU length.

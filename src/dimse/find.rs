@@ -159,10 +159,10 @@ pub async fn handle(
             .us(tags::COMMAND_DATA_SET_TYPE, DATA_SET_PRESENT)
             .us(tags::STATUS, pending)
             .encode();
-        assoc.send_command(pc.id, rsp).await?;
+        // Command and identifier in one P-DATA-TF (one write) when they fit.
         assoc
             .conn
-            .send_data_set(pc.id, &encode_identifier(pc, &ident))
+            .send_command_and_data(pc.id, rsp, encode_identifier(pc, &ident))
             .await?;
     }
     assoc

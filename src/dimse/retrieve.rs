@@ -70,6 +70,15 @@ impl Counts {
     }
 }
 
+/// The kind of a C-MOVE-RSP / C-GET-RSP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Pending: carries the number of remaining sub-operations.
+    Pending,
+    /// Final; `with_data` when the Failed SOP Instance UID List follows.
+    Final { with_data: bool },
+}
+
 /// Build a C-MOVE-RSP / C-GET-RSP command.
 pub fn response(
     rsp_field: u16,
@@ -77,21 +86,20 @@ pub fn response(
     pc: &AcceptedContext,
     st: u16,
     counts: &Counts,
-    pending: bool,
-    with_data: bool,
+    shape: Shape,
     comment: Option<&str>,
 ) -> Vec<u8> {
     let mut b = CommandBuilder::response_to(rsp_field, cmd.message_id)
         .uid(tags::AFFECTED_SOP_CLASS_UID, &pc.abstract_syntax)
         .us(tags::STATUS, st);
-    if pending {
+    if shape == Shape::Pending {
         b = b.us(tags::NUMBER_OF_REMAINING_SUBOPERATIONS, counts.remaining);
     }
     b = b
         .us(tags::NUMBER_OF_COMPLETED_SUBOPERATIONS, counts.completed)
         .us(tags::NUMBER_OF_FAILED_SUBOPERATIONS, counts.failed)
         .us(tags::NUMBER_OF_WARNING_SUBOPERATIONS, counts.warning);
-    if with_data {
+    if shape == (Shape::Final { with_data: true }) {
         b = b.us(tags::COMMAND_DATA_SET_TYPE, DATA_SET_PRESENT);
     }
     if let Some(c) = comment {
@@ -117,7 +125,15 @@ pub async fn send_final(
     assoc
         .send_command(
             pc.id,
-            response(rsp_field, cmd, pc, st, counts, false, with_data, None),
+            response(
+                rsp_field,
+                cmd,
+                pc,
+                st,
+                counts,
+                Shape::Final { with_data },
+                None,
+            ),
         )
         .await?;
     if with_data {
@@ -199,7 +215,15 @@ pub async fn refuse(
     assoc
         .send_command(
             pc.id,
-            response(rsp_field, cmd, pc, st, &counts, false, false, Some(comment)),
+            response(
+                rsp_field,
+                cmd,
+                pc,
+                st,
+                &counts,
+                Shape::Final { with_data: false },
+                Some(comment),
+            ),
         )
         .await
 }

@@ -15,6 +15,8 @@ pub const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 pub struct Scu {
     pub assoc: AsyncClientAssociation<TcpStream>,
     next_id: u16,
+    /// PDVs received but not consumed yet (a PDU may carry command and data).
+    pending: std::collections::VecDeque<PDataValue>,
 }
 
 impl Scu {
@@ -49,7 +51,11 @@ impl Scu {
             opts = opts.with_extended_negotiation(*class, bytes.to_vec());
         }
         let assoc = opts.establish_async(addr).await?;
-        Ok(Scu { assoc, next_id: 1 })
+        Ok(Scu {
+            assoc,
+            next_id: 1,
+            pending: Default::default(),
+        })
     }
 
     /// The accepted presentation context for an abstract syntax.
@@ -103,21 +109,28 @@ impl Scu {
         }
     }
 
+    /// The next PDV from the peer.
+    async fn next_pdv(&mut self) -> PDataValue {
+        loop {
+            if let Some(p) = self.pending.pop_front() {
+                return p;
+            }
+            match self.assoc.receive().await.expect("response") {
+                Pdu::PData { data } => self.pending.extend(data),
+                other => panic!("expected P-DATA, got {other:?}"),
+            }
+        }
+    }
+
     /// Wait for a response command.
     pub async fn response(&mut self) -> Command {
         let mut bytes = Vec::new();
         loop {
-            match self.assoc.receive().await.expect("response") {
-                Pdu::PData { data } => {
-                    for p in data {
-                        assert_eq!(p.value_type, PDataValueType::Command);
-                        bytes.extend_from_slice(&p.data);
-                        if p.is_last {
-                            return Command::decode(&bytes).unwrap();
-                        }
-                    }
-                }
-                other => panic!("expected a response, got {other:?}"),
+            let p = self.next_pdv().await;
+            assert_eq!(p.value_type, PDataValueType::Command);
+            bytes.extend_from_slice(&p.data);
+            if p.is_last {
+                return Command::decode(&bytes).unwrap();
             }
         }
     }
@@ -247,19 +260,11 @@ impl Scu {
             .unwrap();
         let mut bytes = Vec::new();
         loop {
-            match self.assoc.receive().await.expect("data") {
-                Pdu::PData { data } => {
-                    let mut last = false;
-                    for p in data {
-                        assert_eq!(p.value_type, PDataValueType::Data);
-                        bytes.extend_from_slice(&p.data);
-                        last |= p.is_last;
-                    }
-                    if last {
-                        break;
-                    }
-                }
-                other => panic!("expected data, got {other:?}"),
+            let p = self.next_pdv().await;
+            assert_eq!(p.value_type, PDataValueType::Data);
+            bytes.extend_from_slice(&p.data);
+            if p.is_last {
+                break;
             }
         }
         let obj = dicom_object::InMemDicomObject::read_dataset_with_ts(&bytes[..], ts).unwrap();
