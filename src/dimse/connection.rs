@@ -146,35 +146,6 @@ impl Connection {
         .await
     }
 
-    /// Send a command set followed by its (small) data set: both PDVs in one P-DATA-TF
-    /// when they fit in the peer's maximum PDU length, else as separate PDUs.
-    pub async fn send_command_and_data(
-        &mut self,
-        pc_id: u8,
-        command: Vec<u8>,
-        data: Vec<u8>,
-    ) -> Result<(), ConnectionError> {
-        // Each PDV item adds 6 bytes (length, context id, control header).
-        if (command.len() + data.len() + 12) as u64 <= self.peer_max_pdu_length as u64 {
-            let pdv = |value_type, data| PDataValue {
-                presentation_context_id: pc_id,
-                value_type,
-                is_last: true,
-                data,
-            };
-            return self
-                .write_pdu(&Pdu::PData {
-                    data: vec![
-                        pdv(PDataValueType::Command, command),
-                        pdv(PDataValueType::Data, data),
-                    ],
-                })
-                .await;
-        }
-        self.send_command(pc_id, command).await?;
-        self.send_data_set(pc_id, &data).await
-    }
-
     /// Send a data set, fragmented to the peer's maximum PDU length.
     pub async fn send_data_set(&mut self, pc_id: u8, bytes: &[u8]) -> Result<(), ConnectionError> {
         // PDV item: 4 length + 1 context + 1 control header; PDU header 6 bytes.

@@ -159,10 +159,12 @@ pub async fn handle(
             .us(tags::COMMAND_DATA_SET_TYPE, DATA_SET_PRESENT)
             .us(tags::STATUS, pending)
             .encode();
-        // Command and identifier in one P-DATA-TF (one write) when they fit.
+        // Command and identifier in separate P-DATA-TFs: some SCUs (pynetdicom was
+        // seen to) lose an identifier that shares a PDU with its command.
+        assoc.send_command(pc.id, rsp).await?;
         assoc
             .conn
-            .send_command_and_data(pc.id, rsp, encode_identifier(pc, &ident))
+            .send_data_set(pc.id, &encode_identifier(pc, &ident))
             .await?;
     }
     assoc
