@@ -317,3 +317,54 @@ both_backends!(
     abort_mid_object_stores_nothing,
     abort_mid_object_stores_nothing
 );
+
+/// Four associations storing into one study at once (new series racing, the counter
+/// triggers locking the same rows): every store succeeds and the counts are exact.
+async fn concurrent_stores_into_one_study(env: TestEnv) {
+    let node = env.start().await;
+    let base = Ids::new("RACE");
+    let other = base.next_series();
+    let mut tasks = Vec::new();
+    for k in 0..4 {
+        let addr = node.dimse_addr;
+        // Two associations share each of two new series; all share the new study.
+        let series = if k < 2 { base.clone() } else { other.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut scu = Scu::connect(addr).await.unwrap();
+            let mut ids = series.next_instance();
+            for n in 0..15 {
+                let data = encode_explicit_le(&mr_dataset(&ids, n, 8, 8));
+                let (st, c) = scu.store(uids::MR_IMAGE_STORAGE, &ids.sop, &data).await;
+                assert_eq!(st, status::SUCCESS, "{c:?}");
+                ids = ids.next_instance();
+            }
+            scu.release().await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let h = health(node.http_addr).await;
+    assert_eq!(
+        (h["studies"].as_u64(), h["instances"].as_u64()),
+        (Some(1), Some(60))
+    );
+    assert_eq!(h["series"], 2);
+    let r = node.state.repo.connection();
+    use sea_orm::{ConnectionTrait, Statement};
+    let row = r
+        .query_one(Statement::from_string(
+            r.get_database_backend(),
+            "SELECT num_instances, num_series FROM study",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<i64>("", "num_instances").unwrap(), 60);
+    assert_eq!(row.try_get::<i64>("", "num_series").unwrap(), 2);
+    node.stop().await;
+}
+both_backends!(
+    concurrent_stores_into_one_study,
+    concurrent_stores_into_one_study
+);

@@ -149,6 +149,31 @@ impl IndexRepo {
         blob_key: &str,
         policy: DuplicatePolicy,
     ) -> Result<InsertOutcome, DbError> {
+        // PostgreSQL may pick this transaction as a deadlock victim when associations
+        // store into one study concurrently (the counter triggers lock series, study
+        // and patient rows): it was rolled back whole, so it is simply retried.
+        let mut attempt = 0u32;
+        loop {
+            match self.insert_instance_once(rec, blob_key, policy).await {
+                Err(DbError::Db(e)) if attempt < 8 && is_transient(&e) => {
+                    attempt += 1;
+                    let jitter = u64::from(uuid::Uuid::new_v4().as_u128() as u8 % 20);
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        5 * u64::from(attempt) + jitter,
+                    ))
+                    .await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn insert_instance_once(
+        &self,
+        rec: &InstanceRecord,
+        blob_key: &str,
+        policy: DuplicatePolicy,
+    ) -> Result<InsertOutcome, DbError> {
         let _guard = match &self.write_lock {
             Some(lock) => Some(lock.lock().await),
             None => None,
@@ -189,6 +214,15 @@ impl IndexRepo {
         }
         Ok(outcome)
     }
+}
+
+/// Deadlock victim or serialization failure (SQLSTATE 40P01 / 40001): safe to retry.
+fn is_transient(e: &sea_orm::DbErr) -> bool {
+    let msg = e.to_string();
+    msg.contains("deadlock detected")
+        || msg.contains("could not serialize")
+        || msg.contains("40P01")
+        || msg.contains("40001")
 }
 
 fn instance_row(rec: &InstanceRecord, series_id: i64, blob_key: &str) -> instance::ActiveModel {
