@@ -41,6 +41,23 @@ pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
 /// Failure: SOP class not supported (PS3.7 C.4.4).
 pub const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
 
+/// Warning statuses (PS3.7 C.1): the 0xBxxx class, and 0001 (requested optional
+/// attributes not supported), 0107 (attribute list error), 0116 (attribute value out
+/// of range).
+pub const WARNING_CLASS: u16 = 0xB000;
+pub const WARNING_OPTIONAL_ATTRIBUTES: u16 = 0x0001;
+pub const WARNING_ATTRIBUTE_LIST: u16 = 0x0107;
+pub const WARNING_VALUE_OUT_OF_RANGE: u16 = 0x0116;
+
+/// Is this a warning status?
+pub fn is_warning(status: u16) -> bool {
+    status & 0xF000 == WARNING_CLASS
+        || matches!(
+            status,
+            WARNING_OPTIONAL_ATTRIBUTES | WARNING_ATTRIBUTE_LIST | WARNING_VALUE_OUT_OF_RANGE
+        )
+}
+
 /// Map an ingest error to the C-STORE status a storage SCU expects.
 pub fn for_ingest_error(e: &crate::ingest::IngestError) -> u16 {
     use crate::ingest::IngestError as E;

@@ -158,10 +158,8 @@ fn choose_route(accepted: &[AcceptedContext], inst: &StoredInstance) -> Option<R
 /// Map a C-STORE-RSP status to an outcome.
 pub fn outcome_for_status(status: u16, comment: Option<&str>) -> SubOpOutcome {
     match status {
-        0x0000 => SubOpOutcome::Completed,
-        s if s & 0xF000 == 0xB000 || s == 0x0001 || s == 0x0107 || s == 0x0116 => {
-            SubOpOutcome::Warning(s)
-        }
+        super::status::SUCCESS => SubOpOutcome::Completed,
+        s if super::status::is_warning(s) => SubOpOutcome::Warning(s),
         s => SubOpOutcome::Failed(match comment {
             Some(c) => format!("peer answered {s:04X}: {c}"),
             None => format!("peer answered {s:04X}"),
