@@ -264,7 +264,17 @@ async fn findscu_all_levels(env: TestEnv) {
 both_backends!(findscu_all_levels, findscu_all_levels);
 
 /// Start dcmtk storescp on a free port writing into `dir`; extra flags appended.
-fn storescp(dir: &Path, extra: &[&str]) -> (Child, u16) {
+/// A child process killed when dropped (also when a test panics).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn storescp(dir: &Path, extra: &[&str]) -> (Killed, u16) {
     std::fs::create_dir_all(dir).unwrap();
     let port = free_port();
     let child = Command::new(tool("storescp").unwrap())
@@ -278,7 +288,7 @@ fn storescp(dir: &Path, extra: &[&str]) -> (Child, u16) {
         .spawn()
         .unwrap();
     wait_for_port(port, std::time::Duration::from_secs(10));
-    (child, port)
+    (Killed(child), port)
 }
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
@@ -319,11 +329,11 @@ async fn movescu_and_getscu(mut env: TestEnv) {
         return;
     };
     let recv = env.dir.path().join("storescp");
-    let (mut scp, scp_port) = storescp(&recv, &[]);
+    let (_scp, scp_port) = storescp(&recv, &[]);
     let self_port = free_port();
     let closed_port = free_port();
     let aborting_dir = env.dir.path().join("aborting");
-    let (mut aborting, aborting_port) = storescp(&aborting_dir, &["--abort-after"]);
+    let (_aborting, aborting_port) = storescp(&aborting_dir, &["--abort-after"]);
     env.config.dimse.peers = vec![
         glia::config::PeerConfig {
             ae_title: "STORESCP".into(),
@@ -505,8 +515,6 @@ async fn movescu_and_getscu(mut env: TestEnv) {
     )
     .await;
     assert_eq!(r.len(), 1);
-    let _ = scp.kill();
-    let _ = aborting.kill();
     node.stop().await;
 }
 both_backends!(movescu_and_getscu, movescu_and_getscu);
