@@ -72,7 +72,8 @@ pub async fn open_state(config: Config) -> Result<AppState, StartError> {
         spool,
         config.ingest.duplicate_policy,
         metrics.clone(),
-    );
+    )
+    .with_bulk_threshold(config.dicomweb.bulk_data_threshold);
     Ok(AppState {
         config: Arc::new(config),
         repo,

@@ -31,6 +31,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub ingest: IngestConfig,
     pub query: QueryConfig,
+    pub dicomweb: DicomWebConfig,
     pub ai: crate::ai::AiConfig,
     pub log: LogConfig,
 }
@@ -120,6 +121,12 @@ impl Default for DimseConfig {
 pub struct HttpConfig {
     pub bind: IpAddr,
     pub port: u16,
+    /// Directory of a prebuilt web viewer (e.g. OHIF's `dist/`) served at `/viewer`;
+    /// empty = no viewer.
+    pub viewer_dir: String,
+    /// Origins allowed to call the HTTP API and DICOMweb from a browser (CORS);
+    /// `["*"]` allows any origin, empty allows none.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -127,6 +134,39 @@ impl Default for HttpConfig {
         Self {
             bind: IpAddr::from([0, 0, 0, 0]),
             port: 8080,
+            viewer_dir: String::new(),
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// `[dicomweb]`: STOW-RS, QIDO-RS, WADO-RS and WADO-URI under `/dicom-web` and `/wado`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DicomWebConfig {
+    /// Serve DICOMweb to clients on other hosts. Until authentication lands, the
+    /// default serves loopback clients only.
+    pub allow_remote: bool,
+    /// Largest STOW-RS request body (bytes); larger requests get 413.
+    pub max_upload_bytes: u64,
+    /// QIDO-RS results per request when the client gives no `limit`.
+    pub qido_default_limit: u64,
+    /// Largest `limit` a QIDO-RS client may ask for; results beyond it are cut off
+    /// with a `Warning: 299` header.
+    pub qido_max_limit: u64,
+    /// Binary values (OB, OW, OF, OD, OL, OV, UN) longer than this are returned in
+    /// metadata as a BulkDataURI instead of inline base64 (PixelData always is).
+    pub bulk_data_threshold: u64,
+}
+
+impl Default for DicomWebConfig {
+    fn default() -> Self {
+        Self {
+            allow_remote: false,
+            max_upload_bytes: 4 << 30,
+            qido_default_limit: 1000,
+            qido_max_limit: 10_000,
+            bulk_data_threshold: 1024,
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Module map: `ai` (segmentation engine: SegResNet on candle, pipeline, phantoms,
 //! training), `config` (one typed tree), `app` (start-up/shutdown), `db` (index:
-//! sea-orm repo), `store` (blobs over object_store), `ingest` (the one ingest path),
+//! sea-orm repo), `store` (blobs over object_store), `ingest` (the one ingest path), `dicom_json` (the
+//! DICOM JSON model), `dicomweb` (STOW/QIDO/WADO-RS, WADO-URI),
 //! `dimse` (DICOM upper layer + services), `http` + `api` (poem / poem-openapi),
 //! `import` (bulk import), `metrics` (Prometheus).
 
@@ -11,6 +12,8 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod db;
+pub mod dicom_json;
+pub mod dicomweb;
 pub mod dimse;
 pub mod http;
 pub mod import;
@@ -18,3 +21,4 @@ pub mod ingest;
 pub mod metrics;
 pub mod query;
 pub mod store;
+pub mod transcode;

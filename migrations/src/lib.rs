@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_index;
 mod m20261122_000002_counters;
+mod m20261202_000003_dicomweb;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_index::Migration),
             Box::new(m20261122_000002_counters::Migration),
+            Box::new(m20261202_000003_dicomweb::Migration),
         ]
     }
 }

@@ -49,6 +49,11 @@ pub struct InstanceRecord {
     pub transfer_syntax_uid: String,
     pub size_bytes: i64,
     pub source_ae: Option<String>,
+    // DICOMweb, precomputed at ingest
+    /// WADO-RS metadata of the instance (DICOM JSON; see `dicom_json`).
+    pub metadata: Option<String>,
+    /// Byte layout of the instance's large values (`ingest::layout::Layout` as JSON).
+    pub layout: Option<String>,
 }
 
 /// Normalised form of a person name for case-insensitive matching: each character

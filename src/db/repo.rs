@@ -243,6 +243,8 @@ fn instance_row(rec: &InstanceRecord, series_id: i64, blob_key: &str) -> instanc
         blob_key: Set(blob_key.to_string()),
         source_ae: Set(rec.source_ae.clone()),
         received_at: Set(Utc::now()),
+        metadata: Set(rec.metadata.clone()),
+        layout: Set(rec.layout.clone()),
         ..Default::default()
     }
 }

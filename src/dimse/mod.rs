@@ -2,7 +2,8 @@
 //! one file per service. Layers, bottom up: `connection` (PDU framing), `association`
 //! (negotiation), `command` + `status` (named constants, command sets), `handler`
 //! (per-association message loop), one file per service (`echo`, `store`, `find`,
-//! `cmove`, `cget`, `commit`, with `retrieve` + `suboperations` + `client` + `transcode` under
+//! `cmove`, `cget`, `commit`, with `retrieve` + `suboperations` + `client` (and the shared
+//! `crate::transcode`) under
 //! the last two), and `server` (the listener: association cap, TCP_NODELAY, drain).
 
 pub mod association;
@@ -21,7 +22,6 @@ pub mod sop;
 pub mod status;
 pub mod store;
 pub mod suboperations;
-pub mod transcode;
 
 use std::sync::Arc;
 use std::time::Duration;

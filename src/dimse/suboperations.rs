@@ -15,7 +15,7 @@ use super::association::AcceptedContext;
 use super::client::ProposedContext;
 use super::command::{field, Command, CommandBuilder, DATA_SET_PRESENT};
 use super::connection::{Connection, ConnectionError};
-use super::transcode::{self, EXPLICIT_VR_LE, IMPLICIT_VR_LE};
+use crate::transcode::{self, EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 use crate::db::repo::StoredInstance;
 use crate::store::{BlobKey, BlobStore};
 

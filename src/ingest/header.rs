@@ -9,19 +9,59 @@ use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
 
+use super::layout::{self, FrameInfo};
 use super::uid::check_uid;
 use super::{IngestContext, IngestError};
 use crate::db::InstanceRecord;
+use crate::dicom_json;
 
-/// Parse `path` and validate it against `ctx`.
-pub fn parse_and_validate(path: &Path, ctx: &IngestContext) -> Result<InstanceRecord, IngestError> {
+/// Parse `path` and validate it against `ctx`; precompute the DICOMweb metadata and
+/// the byte layout of large values (values over `bulk_threshold` bytes become
+/// BulkDataURIs).
+pub fn parse_and_validate(
+    path: &Path,
+    ctx: &IngestContext,
+    bulk_threshold: u64,
+) -> Result<InstanceRecord, IngestError> {
     let size = std::fs::metadata(path)
         .map_err(|e| IngestError::Io(e.to_string()))?
         .len();
     let obj = OpenFileOptions::new()
         .open_file(path)
         .map_err(|e| IngestError::Unreadable(short(&e.to_string())))?;
-    record_from_object(&obj, size as i64, ctx)
+    let mut rec = record_from_object(&obj, size as i64, ctx)?;
+    precompute_web(&mut rec, &obj, path, bulk_threshold);
+    Ok(rec)
+}
+
+/// WADO-RS metadata and layout of an accepted object. A layout that cannot be
+/// computed (deflated data set) is left out: such objects are served by parsing.
+fn precompute_web(rec: &mut InstanceRecord, obj: &DefaultDicomObject, path: &Path, threshold: u64) {
+    let instance_path = format!(
+        "/studies/{}/series/{}/instances/{}",
+        rec.study_instance_uid, rec.series_instance_uid, rec.sop_instance_uid
+    );
+    let mut json = String::with_capacity(4096);
+    dicom_json::write_dataset(
+        &mut json,
+        obj,
+        &dicom_json::JsonOptions {
+            bulk_threshold: threshold,
+            instance_path: Some(&instance_path),
+        },
+    );
+    rec.metadata = Some(json);
+    let info = FrameInfo {
+        rows: int(obj, tags::ROWS).unwrap_or(0).max(0) as u32,
+        columns: int(obj, tags::COLUMNS).unwrap_or(0).max(0) as u32,
+        samples_per_pixel: int(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1).max(1) as u32,
+        bits_allocated: int(obj, tags::BITS_ALLOCATED).unwrap_or(0).max(0) as u32,
+        number_of_frames: int(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u32,
+    };
+    match layout::scan(path, threshold, info) {
+        Ok(l) => rec.layout = serde_json::to_string(&l).ok(),
+        Err(e) => tracing::debug!(error = %e, "no byte layout for this object"),
+    }
 }
 
 fn short(s: &str) -> String {
@@ -143,5 +183,7 @@ pub fn record_from_object(
         transfer_syntax_uid,
         size_bytes,
         source_ae: ctx.source_ae.clone(),
+        metadata: None,
+        layout: None,
     })
 }

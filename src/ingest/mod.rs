@@ -7,6 +7,7 @@
 //! a blob whose index transaction failed is deleted, and a duplicate stores nothing.
 
 pub mod header;
+pub mod layout;
 pub mod spool;
 pub mod uid;
 
@@ -111,6 +112,7 @@ pub struct Ingestor {
     spool: Spool,
     policy: DuplicatePolicy,
     metrics: Arc<Metrics>,
+    bulk_threshold: u64,
 }
 
 impl Ingestor {
@@ -127,7 +129,15 @@ impl Ingestor {
             spool,
             policy,
             metrics,
+            bulk_threshold: 1024,
         }
+    }
+
+    /// Binary values longer than this become BulkDataURIs in the precomputed
+    /// WADO-RS metadata (`[dicomweb] bulk_data_threshold`).
+    pub fn with_bulk_threshold(mut self, bytes: u64) -> Self {
+        self.bulk_threshold = bytes;
+        self
     }
 
     /// The spool new objects are written into.
@@ -164,8 +174,9 @@ impl Ingestor {
         ctx: IngestContext,
     ) -> Result<Stored, IngestError> {
         // Parse and validate off the async runtime.
+        let threshold = self.bulk_threshold;
         let (file, record) = tokio::task::spawn_blocking(move || {
-            let rec = header::parse_and_validate(file.path(), &ctx);
+            let rec = header::parse_and_validate(file.path(), &ctx, threshold);
             (file, rec)
         })
         .await

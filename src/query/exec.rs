@@ -269,6 +269,86 @@ pub async fn instances(
         .collect()
 }
 
+/// An instance as the DICOMweb retrieve paths need it: where it lives, its place in
+/// the hierarchy, and (when asked for) its precomputed metadata and byte layout.
+#[derive(Debug, Clone)]
+pub struct WebInstance {
+    pub stored: StoredInstance,
+    pub study_instance_uid: String,
+    pub series_instance_uid: String,
+    pub number_of_frames: Option<i32>,
+    /// DICOM JSON with the base marker (`crate::dicom_json`); `None` for instances
+    /// indexed before it was precomputed.
+    pub metadata: Option<String>,
+    /// `crate::ingest::layout::Layout` as JSON.
+    pub layout: Option<String>,
+}
+
+/// The instances a DICOMweb retrieve addresses (the query's conditions at IMAGE
+/// level), ordered by series then instance number. One statement.
+pub async fn web_instances(
+    db: &DatabaseConnection,
+    query: &Query,
+    with_metadata: bool,
+    with_layout: bool,
+) -> Result<Vec<WebInstance>, QueryError> {
+    let mut q = query.clone();
+    q.level = Level::Image;
+    let mut stmt = build(&q, None);
+    stmt.clear_selects();
+    stmt.clear_order_by();
+    let mut cols = vec![
+        "i.sop_instance_uid",
+        "i.sop_class_uid",
+        "i.transfer_syntax_uid",
+        "i.blob_key",
+        "i.size_bytes",
+        "i.number_of_frames",
+        "st.study_instance_uid",
+        "se.series_instance_uid",
+    ];
+    if with_metadata {
+        cols.push("i.metadata");
+    }
+    if with_layout {
+        cols.push("i.layout");
+    }
+    for c in &cols {
+        let (_, name) = c.split_once('.').expect("alias.column");
+        stmt.expr_as(col(c), Alias::new(name));
+    }
+    stmt.order_by((Alias::new("se"), Alias::new("id")), Order::Asc);
+    stmt.order_by((Alias::new("i"), Alias::new("instance_number")), Order::Asc);
+    stmt.order_by((Alias::new("i"), Alias::new("id")), Order::Asc);
+    let rows = db.query_all(db.get_database_backend().build(&stmt)).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(WebInstance {
+                stored: StoredInstance {
+                    sop_instance_uid: r.try_get("", "sop_instance_uid")?,
+                    sop_class_uid: r.try_get("", "sop_class_uid")?,
+                    transfer_syntax_uid: r.try_get("", "transfer_syntax_uid")?,
+                    blob_key: r.try_get("", "blob_key")?,
+                    size_bytes: r.try_get("", "size_bytes")?,
+                },
+                study_instance_uid: r.try_get("", "study_instance_uid")?,
+                series_instance_uid: r.try_get("", "series_instance_uid")?,
+                number_of_frames: r.try_get("", "number_of_frames")?,
+                metadata: if with_metadata {
+                    r.try_get("", "metadata")?
+                } else {
+                    None
+                },
+                layout: if with_layout {
+                    r.try_get("", "layout")?
+                } else {
+                    None
+                },
+            })
+        })
+        .collect()
+}
+
 /// Run a query. With `max_matches`, more matches than that is an error
 /// (`TooManyMatches`) rather than a flood.
 pub async fn execute(

@@ -14,7 +14,7 @@ pub mod matching;
 use dicom_core::Tag;
 
 pub use catalog::{Attr, Kind};
-pub use exec::{execute, instances, ResultRow};
+pub use exec::{execute, instances, web_instances, ResultRow, WebInstance};
 pub use matching::Matcher;
 
 /// Query/Retrieve level, ordered from the top.

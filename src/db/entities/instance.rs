@@ -23,6 +23,10 @@ pub struct Model {
     pub blob_key: String,
     pub source_ae: Option<String>,
     pub received_at: DateTimeUtc,
+    /// WADO-RS metadata (DICOM JSON, BulkDataURIs with the base marker).
+    pub metadata: Option<String>,
+    /// Byte layout of large values in the blob (`ingest::layout::Layout` as JSON).
+    pub layout: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

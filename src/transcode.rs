@@ -1,4 +1,5 @@
-//! From a stored Part 10 object to the data set bytes a C-STORE sub-operation sends.
+//! From a stored Part 10 object to the data set bytes a retrieve sends (C-STORE
+//! sub-operations of C-MOVE/C-GET, WADO-RS, WADO-URI).
 //!
 //! Two paths: [`dataset_offset`] finds where the data set starts in a stored blob, so
 //! an object the peer accepts in its stored transfer syntax goes out byte for byte

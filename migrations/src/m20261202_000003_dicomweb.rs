@@ -1,0 +1,53 @@
+//! DICOMweb: each instance's WADO-RS metadata (DICOM JSON with BulkDataURIs) and the
+//! byte layout of its large values (frames, bulk data) inside its blob, both computed
+//! once at ingest, so that metadata and frame requests never open a DICOM object.
+//! Nullable: instances indexed before this migration are served by parsing the blob.
+
+use sea_orm_migration::prelude::*;
+
+pub struct Migration;
+
+impl MigrationName for Migration {
+    fn name(&self) -> &str {
+        "m20261202_000003_dicomweb"
+    }
+}
+
+#[derive(DeriveIden)]
+enum Instance {
+    Table,
+    Metadata,
+    Layout,
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One column per ALTER: SQLite adds a single column per statement.
+        for col in [Instance::Metadata, Instance::Layout] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Instance::Table)
+                        .add_column(ColumnDef::new(col).text().null())
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for col in [Instance::Layout, Instance::Metadata] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Instance::Table)
+                        .drop_column(col)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}

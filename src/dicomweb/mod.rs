@@ -1,0 +1,155 @@
+//! DICOMweb (PS3.18) on poem, under `/dicom-web` (and WADO-URI at `/wado`): a thin
+//! surface over the one ingest path (STOW-RS), the one query model (QIDO-RS, and the
+//! instance resolution of every retrieve) and the blob store (WADO-RS, WADO-URI).
+//!
+//! One file per service: `qido`, `retrieve` (instances as multipart/related),
+//! `metadata`, `frames` + `bulkdata` (ranged reads by the layout recorded at ingest),
+//! `stow`, `rendered`, `wado_uri`; `multipart` and `media` are shared helpers, `error`
+//! maps failures to HTTP. Access is decided in one place, [`gate`], wrapped around
+//! every route.
+
+pub mod error;
+pub mod media;
+pub mod metadata;
+pub mod multipart;
+pub mod qido;
+pub mod retrieve;
+
+use std::net::IpAddr;
+
+use dicom_dictionary_std::tags;
+use poem::web::Data;
+use poem::{get, Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
+
+use crate::app::AppState;
+use crate::query::{catalog, Level, Matcher, Query, WebInstance};
+pub use error::{DicomWebError, WebResult};
+
+/// The `/dicom-web` route table.
+pub fn routes() -> impl Endpoint {
+    let r = Route::new()
+        .at("/studies", get(qido::studies))
+        .at("/series", get(qido::all_series))
+        .at("/instances", get(qido::all_instances))
+        .at("/studies/:study", get(retrieve::study))
+        .at("/studies/:study/metadata", get(metadata::study))
+        .at("/studies/:study/series", get(qido::study_series))
+        .at("/studies/:study/instances", get(qido::study_instances))
+        .at("/studies/:study/series/:series", get(retrieve::series))
+        .at("/studies/:study/series/:series/metadata", get(metadata::series))
+        .at(
+            "/studies/:study/series/:series/instances",
+            get(qido::series_instances),
+        )
+        .at(
+            "/studies/:study/series/:series/instances/:instance",
+            get(retrieve::instance),
+        )
+        .at(
+            "/studies/:study/series/:series/instances/:instance/metadata",
+            get(metadata::instance),
+        );
+    gate(r)
+}
+
+/// Access control for every DICOMweb route, in one place. Until user authentication
+/// lands, clients on other hosts are refused unless `[dicomweb] allow_remote`.
+pub fn gate<E: Endpoint + 'static>(ep: E) -> impl Endpoint {
+    ep.around(|ep, req: Request| async move {
+        let allow_remote = req
+            .data::<AppState>()
+            .map(|s| s.config.dicomweb.allow_remote)
+            .unwrap_or(false);
+        let remote: Option<IpAddr> = req.remote_addr().as_socket_addr().map(|a| a.ip());
+        let loopback = remote.map(|ip| ip.is_loopback()).unwrap_or(false);
+        if !allow_remote && !loopback {
+            return Ok(DicomWebError::Forbidden(
+                "DICOMweb is served to loopback clients only ([dicomweb] allow_remote)".into(),
+            )
+            .as_response_owned());
+        }
+        Ok(ep.call(req).await?.into_response())
+    })
+}
+
+trait OwnedResponse {
+    fn as_response_owned(self) -> Response;
+}
+
+impl OwnedResponse for DicomWebError {
+    fn as_response_owned(self) -> Response {
+        poem::error::ResponseError::as_response(&self)
+    }
+}
+
+/// The DICOMweb base URL as the client addressed it (`http://host:port/dicom-web`),
+/// for RetrieveURL and BulkDataURI values.
+pub fn base_url(req: &Request) -> String {
+    let headers = req.headers();
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(poem::http::header::HOST))
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && !h.contains(['/', ' ', '"']))
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            req.local_addr()
+                .as_socket_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "localhost".into())
+        });
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| *p == "https" || *p == "http")
+        .unwrap_or("http");
+    format!("{scheme}://{host}/dicom-web")
+}
+
+/// Check a UID path segment (PS3.5 §9.1) before it reaches the index.
+pub fn check_uid_param(name: &str, value: &str) -> WebResult<()> {
+    crate::ingest::uid::check_uid(value)
+        .map_err(|p| DicomWebError::param(name, format!("not a valid UID: {p}")))
+}
+
+/// The instances of a study, a series or one instance, resolved through the query
+/// model. An empty result is a 404 naming the addressed level.
+pub async fn resolve(
+    state: &AppState,
+    study: &str,
+    series: Option<&str>,
+    instance: Option<&str>,
+    with_metadata: bool,
+    with_layout: bool,
+) -> WebResult<Vec<WebInstance>> {
+    check_uid_param("StudyInstanceUID", study)?;
+    let mut q = Query::new(Level::Image);
+    let uid = |tag| catalog::by_tag(tag).expect("unique keys are in the catalogue");
+    q.add(uid(tags::STUDY_INSTANCE_UID), Matcher::Single(study.into()));
+    if let Some(s) = series {
+        check_uid_param("SeriesInstanceUID", s)?;
+        q.add(uid(tags::SERIES_INSTANCE_UID), Matcher::Single(s.into()));
+    }
+    if let Some(i) = instance {
+        check_uid_param("SOPInstanceUID", i)?;
+        q.add(uid(tags::SOP_INSTANCE_UID), Matcher::Single(i.into()));
+    }
+    let found = crate::query::web_instances(
+        state.repo.connection(),
+        &q,
+        with_metadata,
+        with_layout,
+    )
+    .await?;
+    if found.is_empty() {
+        return Err(DicomWebError::NotFound(match (series, instance) {
+            (_, Some(_)) => "instance",
+            (Some(_), None) => "series",
+            _ => "study",
+        }));
+    }
+    Ok(found)
+}
+
+/// The shared state of a request (mounted by `http::routes`).
+pub type State<'a> = Data<&'a AppState>;
