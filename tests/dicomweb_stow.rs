@@ -416,3 +416,66 @@ async fn too_large(mut env: TestEnv) {
     node.stop().await;
 }
 both_backends!(payload_too_large, too_large);
+
+/// Throughput by hand (`cargo test --release --test dicomweb_stow -- --ignored
+/// --nocapture`): one request of 40 MR slices of 256×256 (≈133 kB each, the size of
+/// the C-STORE and Orthanc benchmarks), best of a few runs, on both backends.
+async fn throughput(env: TestEnv) {
+    const SLICES: usize = 40;
+    const RUNS: usize = 3;
+    const SIDE: u16 = 256;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("glia::dicomweb=info")
+        .with_test_writer()
+        .try_init();
+    let node = env.start().await;
+    let mut part_kb = 0;
+    let mut best = f64::MAX;
+    for _ in 0..RUNS {
+        let first = Ids::new("STOWBENCH");
+        let mut cur = first.clone();
+        let files: Vec<Vec<u8>> = (0..SLICES)
+            .map(|i| {
+                let mut out = Vec::new();
+                as_file(mr_dataset(&cur, i as i32 + 1, SIDE, SIDE))
+                    .write_all(&mut out)
+                    .unwrap();
+                cur = cur.next_instance();
+                out
+            })
+            .collect();
+        part_kb = files[0].len() / 1024;
+        let parts: Vec<&[u8]> = files.iter().map(|f| f.as_slice()).collect();
+        let body = multipart(&parts);
+        let t = Instant::now();
+        let rsp = stow_with(node.http_addr, "/dicom-web/studies", &content_type(), &body).await;
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(rsp.status, 200, "{}", rsp.text());
+        best = best.min(secs);
+    }
+    eprintln!(
+        "STOW-RS {:?}: {SLICES} × {} kB in {:.1} ms: {:.0} instances/s",
+        env.backend,
+        part_kb,
+        best * 1e3,
+        SLICES as f64 / best
+    );
+    node.stop().await;
+}
+
+mod bench {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "benchmark, run by hand"]
+    async fn throughput_sqlite() {
+        if let Some(env) = crate::common::TestEnv::new(crate::common::Backend::Sqlite).await {
+            super::throughput(env).await
+        }
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "benchmark, run by hand"]
+    async fn throughput_postgres_s3() {
+        if let Some(env) = crate::common::TestEnv::new(crate::common::Backend::PgS3).await {
+            super::throughput(env).await
+        }
+    }
+}

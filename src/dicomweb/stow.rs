@@ -27,6 +27,7 @@ use poem::http::{header, StatusCode};
 use poem::web::{Data, Path as PathParam};
 use poem::{handler, Body, Request, Response};
 
+use super::media::{self, MediaRange};
 use super::{base_url, check_uid_param, DicomWebError, State, WebResult};
 use crate::ingest::{IngestContext, IngestError, Ingestor, Spool, SpoolFile, Stored};
 
@@ -117,6 +118,7 @@ async fn run(
 
     let parts = receive(body, &boundary, limit, state.ingestor.spool()).await?;
     let n_parts = parts.len();
+    let received = started.elapsed();
 
     // The body is complete and well-formed: from here on, finish whatever happens to
     // the connection.
@@ -142,6 +144,7 @@ async fn run(
         stored = summary.stored,
         duplicates = summary.duplicates,
         failed = summary.failed,
+        receive_ms = received.as_millis() as u64,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "STOW-RS request"
     );
@@ -152,38 +155,9 @@ async fn run(
         .body(crate::dicom_json::dataset_to_string(&dataset)))
 }
 
-/// A media type and its parameters (names lower-cased, values unquoted).
-fn parse_media_type(value: &str) -> (String, Vec<(String, String)>) {
-    let mut pieces = split_outside_quotes(value, ';').into_iter();
-    let essence = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
-    let params = pieces
-        .filter_map(|p| p.split_once('='))
-        .map(|(n, v)| {
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(v);
-            (n.trim().to_ascii_lowercase(), v.to_string())
-        })
-        .collect();
-    (essence, params)
-}
-
-/// Split on `sep` outside double quotes.
-fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut start, mut quoted) = (0, false);
-    for (i, c) in s.char_indices() {
-        if c == '"' {
-            quoted = !quoted;
-        } else if c == sep && !quoted {
-            out.push(&s[start..i]);
-            start = i + 1;
-        }
-    }
-    out.push(&s[start..]);
-    out
+/// The media type (`type/subtype`, lower-cased) and parameters of a Content-Type.
+fn parse_media_type(value: &str) -> Option<MediaRange> {
+    media::parse_accept(value).into_iter().next()
 }
 
 /// Check the request's Content-Type and return its boundary: 415 for another media
@@ -194,26 +168,20 @@ fn request_boundary(req: &Request) -> WebResult<String> {
             "a multipart/related request body is required".into(),
         ));
     };
-    let (essence, params) = parse_media_type(ct);
-    if essence != MULTIPART_RELATED {
+    let media = parse_media_type(ct);
+    let Some(media) = media.filter(|m| m.essence == MULTIPART_RELATED) else {
         return Err(DicomWebError::UnsupportedMediaType(format!(
             "STOW-RS takes {MULTIPART_RELATED}; type=\"{APPLICATION_DICOM}\""
         )));
-    }
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
     };
-    if let Some(t) = param("type") {
+    if let Some(t) = media.param("type") {
         if !t.eq_ignore_ascii_case(APPLICATION_DICOM) {
             return Err(DicomWebError::UnsupportedMediaType(format!(
                 "only type=\"{APPLICATION_DICOM}\" is supported (no metadata + bulk data STOW)"
             )));
         }
     }
-    match param("boundary") {
+    match media.param("boundary") {
         Some(b) if !b.is_empty() && b.len() <= MAX_BOUNDARY_LEN => Ok(b.to_string()),
         Some(_) => Err(DicomWebError::BadRequest(format!(
             "the multipart boundary must have 1 to {MAX_BOUNDARY_LEN} characters"
@@ -276,7 +244,7 @@ fn is_dicom_part(headers: &poem::http::HeaderMap) -> bool {
         None => true,
         Some(v) => v
             .to_str()
-            .map(|s| parse_media_type(s).0 == APPLICATION_DICOM)
+            .map(|s| parse_media_type(s).is_some_and(|m| m.essence == APPLICATION_DICOM))
             .unwrap_or(false),
     }
 }
@@ -563,14 +531,20 @@ mod tests {
 
     #[test]
     fn media_type_parameters_quoted_or_not() {
-        let (e, p) =
-            parse_media_type("Multipart/Related; type=\"application/dicom\"; boundary=\"a;b=c\"");
-        assert_eq!(e, "multipart/related");
-        assert_eq!(p[0], ("type".into(), "application/dicom".into()));
-        assert_eq!(p[1], ("boundary".into(), "a;b=c".into()));
-        let (_, p) = parse_media_type("multipart/related; TYPE=application/dicom; boundary=XyZ");
-        assert_eq!(p[0].1, "application/dicom");
-        assert_eq!(p[1].1, "XyZ", "boundaries keep their case");
+        let m =
+            parse_media_type("Multipart/Related; type=\"application/dicom\"; boundary=\"a;b=c\"")
+                .unwrap();
+        assert_eq!(m.essence, "multipart/related");
+        assert_eq!(m.param("type"), Some("application/dicom"));
+        assert_eq!(m.param("boundary"), Some("a;b=c"));
+        let m =
+            parse_media_type("multipart/related; TYPE=application/dicom; boundary=XyZ").unwrap();
+        assert_eq!(m.param("type"), Some("application/dicom"));
+        assert_eq!(
+            m.param("boundary"),
+            Some("XyZ"),
+            "boundaries keep their case"
+        );
     }
 
     #[test]
