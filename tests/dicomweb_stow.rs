@@ -8,9 +8,11 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::gen::{as_file, mr_dataset, Ids};
+use common::gen::{as_file, mr_dataset, mr_dataset_with, Ids};
 use common::http::{self, HttpResponse};
 use common::TestEnv;
+use dicom_core::VR;
+use dicom_dictionary_std::tags;
 use glia::app::RunningNode;
 use glia::store::BlobKey;
 
@@ -43,11 +45,15 @@ fn part10(ids: &Ids, number: i32) -> Vec<u8> {
 
 /// A multipart/related body of `application/dicom` parts.
 fn multipart(parts: &[&[u8]]) -> Vec<u8> {
+    let typed: Vec<(&str, &[u8])> = parts.iter().map(|p| ("application/dicom", *p)).collect();
+    multipart_typed(&typed)
+}
+
+/// A multipart/related body of parts with the given Content-Types.
+fn multipart_typed(parts: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
-    for p in parts {
-        out.extend_from_slice(
-            format!("--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n").as_bytes(),
-        );
+    for (ct, p) in parts {
+        out.extend_from_slice(format!("--{BOUNDARY}\r\nContent-Type: {ct}\r\n\r\n").as_bytes());
         out.extend_from_slice(p);
         out.extend_from_slice(b"\r\n");
     }

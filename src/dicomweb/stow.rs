@@ -318,13 +318,18 @@ struct Identity {
     series: Option<String>,
 }
 
+/// A UID value trimmed of padding, kept only when well-formed: whatever else a part
+/// carries there is never echoed back.
+fn valid_uid(s: &str) -> Option<String> {
+    let s = s.trim_matches(|c: char| c == '\0' || c == ' ');
+    crate::ingest::uid::check_uid(s).ok().map(|_| s.to_string())
+}
+
 /// Read the identity of a spooled part from its header (best effort: the ingest path
 /// does the real validation). Falls back to the file meta information.
 fn identify(path: &Path) -> Identity {
     fn uid(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-        let s = obj.element_opt(tag).ok().flatten()?.to_str().ok()?;
-        let s = s.trim_matches(|c: char| c == '\0' || c == ' ');
-        (!s.is_empty()).then(|| s.to_string())
+        valid_uid(&obj.element_opt(tag).ok().flatten()?.to_str().ok()?)
     }
     match OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
@@ -354,13 +359,9 @@ fn identify_from_meta(path: &Path) -> Option<Identity> {
         f.seek(SeekFrom::Start(0)).ok()?;
     }
     let meta = dicom_object::meta::FileMetaTable::from_reader(std::io::BufReader::new(f)).ok()?;
-    let clean = |s: &str| {
-        let s = s.trim_matches(|c: char| c == '\0' || c == ' ');
-        (!s.is_empty()).then(|| s.to_string())
-    };
     Some(Identity {
-        sop_class: clean(meta.media_storage_sop_class_uid()),
-        sop_instance: clean(meta.media_storage_sop_instance_uid()),
+        sop_class: valid_uid(meta.media_storage_sop_class_uid()),
+        sop_instance: valid_uid(meta.media_storage_sop_instance_uid()),
         study: None,
         series: None,
     })
