@@ -246,6 +246,36 @@ async fn mixed_good_and_garbage(env: TestEnv) {
         .await
         .unwrap()
         .is_some());
+
+    // A malformed SOP Instance UID and a part that is not application/dicom: both
+    // fail, and the malformed UID is not echoed back.
+    let bad_uid = "../../etc/passwd";
+    let mut bad = Vec::new();
+    as_file(mr_dataset_with(
+        &Ids::new("STOWBADUID"),
+        1,
+        &[(tags::SOP_INSTANCE_UID, VR::UI, bad_uid)],
+    ))
+    .write_all(&mut bad)
+    .unwrap();
+    let other = part10(&Ids::new("STOWOCTET"), 1);
+    let body = multipart_typed(&[
+        ("application/dicom", &bad),
+        ("application/octet-stream", &other),
+    ]);
+    let rsp = stow_with(node.http_addr, "/dicom-web/studies", &content_type(), &body).await;
+    assert_eq!(rsp.status, 409, "{}", rsp.text());
+    assert!(!rsp.text().contains(bad_uid), "{}", rsp.text());
+    let json = rsp.json();
+    assert_eq!(
+        failure_reasons(&json),
+        vec![CANNOT_UNDERSTAND, CANNOT_UNDERSTAND]
+    );
+    let first = &json[FAILED_SOP_SEQUENCE]["Value"][0];
+    // (dicom-object refuses the file meta group over the malformed UID, so the part's
+    // SOP Class is unknown too.)
+    assert!(first.get(REFERENCED_SOP_INSTANCE_UID).is_none(), "{first}");
+    assert_eq!(instances(&node).await, 1);
     assert_spool_empty(&env).await;
     node.stop().await;
 }
