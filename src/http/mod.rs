@@ -26,6 +26,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .nest("/api/docs", docs)
         .nest("/api", api)
         .at("/metrics", get(metrics))
+        .at("/wado", crate::dicomweb::gate(get(crate::dicomweb::wado_uri::wado)))
         .nest("/", health)
         .data(state)
 }
