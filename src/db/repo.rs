@@ -18,7 +18,7 @@ use sea_orm::{
 use tokio::sync::Mutex;
 
 use super::entities::{instance, patient, series, study};
-use super::record::{normalize_person_name, InstanceRecord};
+use super::record::{fuzzy_person_name, normalize_person_name, InstanceRecord};
 use super::DbError;
 use crate::config::DuplicatePolicy;
 
@@ -328,6 +328,7 @@ async fn upsert_patient(
             issuer_of_patient_id: Set(rec.issuer_of_patient_id.clone()),
             patient_name: Set(rec.patient_name.clone()),
             patient_name_norm: Set(rec.patient_name.as_deref().map(normalize_person_name)),
+            patient_name_fuzzy: Set(rec.patient_name.as_deref().map(fuzzy_person_name)),
             patient_birth_date: Set(rec.patient_birth_date.clone()),
             patient_sex: Set(rec.patient_sex.clone()),
             created_at: Set(now),
@@ -389,6 +390,10 @@ async fn upsert_study(
                 .referring_physician_name
                 .as_deref()
                 .map(normalize_person_name)),
+            referring_physician_name_fuzzy: Set(rec
+                .referring_physician_name
+                .as_deref()
+                .map(fuzzy_person_name)),
             study_description: Set(rec.study_description.clone()),
             institution_name: Set(rec.institution_name.clone()),
             modalities_in_study: Set(String::new()),

@@ -8,7 +8,9 @@
 //! maps failures to HTTP. Access is decided in one place, [`gate`], wrapped around
 //! every route.
 
+pub mod bulkdata;
 pub mod error;
+pub mod frames;
 pub mod media;
 pub mod metadata;
 pub mod multipart;
@@ -34,23 +36,34 @@ pub fn routes() -> impl Endpoint {
         .at("/studies", get(qido::studies))
         .at("/series", get(qido::all_series))
         .at("/instances", get(qido::all_instances))
-        .at("/studies/:study", get(retrieve::study))
-        .at("/studies/:study/metadata", get(metadata::study))
+        .at("/studies/:study", get(retrieve::get_study))
+        .at("/studies/:study/metadata", get(metadata::study_metadata))
         .at("/studies/:study/series", get(qido::study_series))
         .at("/studies/:study/instances", get(qido::study_instances))
-        .at("/studies/:study/series/:series", get(retrieve::series))
-        .at("/studies/:study/series/:series/metadata", get(metadata::series))
+        .at("/studies/:study/series/:series", get(retrieve::get_series))
+        .at(
+            "/studies/:study/series/:series/metadata",
+            get(metadata::series_metadata),
+        )
         .at(
             "/studies/:study/series/:series/instances",
             get(qido::series_instances),
         )
         .at(
             "/studies/:study/series/:series/instances/:instance",
-            get(retrieve::instance),
+            get(retrieve::get_instance),
         )
         .at(
             "/studies/:study/series/:series/instances/:instance/metadata",
-            get(metadata::instance),
+            get(metadata::instance_metadata),
+        )
+        .at(
+            "/studies/:study/series/:series/instances/:instance/frames/:frames",
+            get(frames::get_frames),
+        )
+        .at(
+            "/studies/:study/series/:series/instances/:instance/bulkdata/:tag",
+            get(bulkdata::get_bulkdata),
         );
     gate(rendered_routes(r))
 }
@@ -156,13 +169,9 @@ pub async fn resolve(
         check_uid_param("SOPInstanceUID", i)?;
         q.add(uid(tags::SOP_INSTANCE_UID), Matcher::Single(i.into()));
     }
-    let found = crate::query::web_instances(
-        state.repo.connection(),
-        &q,
-        with_metadata,
-        with_layout,
-    )
-    .await?;
+    let found =
+        crate::query::web_instances(state.repo.connection(), &q, with_metadata, with_layout)
+            .await?;
     if found.is_empty() {
         return Err(DicomWebError::NotFound(match (series, instance) {
             (_, Some(_)) => "instance",

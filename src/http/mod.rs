@@ -1,4 +1,5 @@
-//! The HTTP server (poem): `/health`, `/metrics`, and the OpenAPI API under `/api`
+//! The HTTP server (poem): `/health`, `/metrics`, DICOMweb under `/dicom-web`, and the
+//! OpenAPI API under `/api`
 //! (spec at `/api/openapi.json`, Swagger UI at `/api/docs`).
 
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .nest("/api/docs", docs)
         .nest("/api", api)
         .at("/metrics", get(metrics))
+        .nest("/dicom-web", crate::dicomweb::routes())
         .at("/wado", crate::dicomweb::gate(get(crate::dicomweb::wado_uri::wado)))
         .nest("/", health)
         .data(state)
