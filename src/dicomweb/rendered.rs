@@ -260,11 +260,13 @@ pub fn options(req: &Request, default_viewport: Option<Viewport>) -> WebResult<R
 pub fn render_error(e: RenderError) -> DicomWebError {
     match e {
         RenderError::FrameOutOfRange { .. } => DicomWebError::NotFound("frame"),
-        RenderError::NoPixelData | RenderError::Unsupported(_) => {
+        // A stored object whose pixels this node's codecs cannot decode (e.g. 32-bit
+        // RLE) is not renderable rather than a server fault.
+        RenderError::NoPixelData | RenderError::Unsupported(_) | RenderError::Decode(_) => {
             DicomWebError::NotAcceptable(e.to_string())
         }
         RenderError::EmptyRegion => DicomWebError::param("viewport", e.to_string()),
-        RenderError::Decode(_) | RenderError::Encode(_) => DicomWebError::Internal(e.to_string()),
+        RenderError::Encode(_) => DicomWebError::Internal(e.to_string()),
     }
 }
 
@@ -345,8 +347,11 @@ async fn multipart_rendered(
                         location: Some(location),
                         body: PartBody::Bytes(bytes.into()),
                     })),
-                    // Instances that are not images (SR, ...) are left out.
-                    Err(DicomWebError::NotAcceptable(_)) => None,
+                    // Instances that are not renderable images (SR, ...) are left out.
+                    Err(DicomWebError::NotAcceptable(why)) => {
+                        tracing::debug!(%why, "instance left out of a rendered response");
+                        None
+                    }
                     Err(e) => Some(Err(e)),
                 }
             }
