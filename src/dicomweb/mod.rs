@@ -4,7 +4,8 @@
 //!
 //! One file per service: `qido`, `retrieve` (instances as multipart/related),
 //! `metadata`, `frames` + `bulkdata` (ranged reads by the layout recorded at ingest),
-//! `stow`, `rendered`, `wado_uri`; `multipart` and `media` are shared helpers, `error`
+//! `stow`, `rendered` (pipeline in `render_image`, parameters in `render_params`),
+//! `wado_uri`; `multipart` and `media` are shared helpers, `error`
 //! maps failures to HTTP. Access is decided in one place, [`gate`], wrapped around
 //! every route.
 
@@ -16,6 +17,7 @@ pub mod metadata;
 pub mod multipart;
 pub mod qido;
 pub mod render_image;
+pub mod render_params;
 pub mod rendered;
 pub mod retrieve;
 pub mod wado_uri;

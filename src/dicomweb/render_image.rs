@@ -78,9 +78,8 @@ impl Window {
                     0.0
                 } else if x > c - 0.5 + (w - 1.0) / 2.0 {
                     255.0
-                } else if w <= 1.0 {
-                    255.0
                 } else {
+                    // Unreachable for w == 1 (the two bounds coincide).
                     ((x - (c - 0.5)) / (w - 1.0) + 0.5) * 255.0
                 }
             }
@@ -428,7 +427,8 @@ pub fn to_gray8(values: &[f64], window: Option<Window>) -> Vec<u8> {
                 .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
                     (lo.min(*v), hi.max(*v))
                 });
-            if !(max > min) {
+            // No finite value, or a constant image.
+            if max <= min {
                 return vec![0; values.len()];
             }
             let span = max - min;

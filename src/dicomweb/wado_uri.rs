@@ -14,7 +14,10 @@ use poem::{handler, Body, Request, Response};
 
 use super::media::{self, SyntaxChoice};
 use super::render_image::{self, Format, Viewport, Window, DEFAULT_QUALITY, MAX_VIEWPORT};
-use super::rendered::{self, check_width, param, parse_frame, parse_quality, parse_side};
+use super::render_params::{
+    check_width, param, parse_frame, parse_quality, parse_side, query_params,
+};
+use super::rendered;
 use super::{check_uid_param, resolve, DicomWebError, WebResult};
 use crate::app::AppState;
 use crate::query::WebInstance;
@@ -167,7 +170,7 @@ fn image_params(params: &[(String, String)]) -> WebResult<ImageParams> {
 /// `GET /wado`
 #[handler]
 pub async fn wado(req: &Request, Data(state): Data<&AppState>) -> WebResult<Response> {
-    let params = rendered::query_params(req);
+    let params = query_params(req);
     match param(&params, "requestType") {
         Some("WADO") => {}
         Some(_) => return Err(DicomWebError::param("requestType", "must be WADO")),
