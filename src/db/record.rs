@@ -89,7 +89,7 @@ pub fn fold_word(word: &str) -> String {
 pub fn fuzzy_person_name(name: &str) -> String {
     let mut out = String::new();
     for w in name
-        .split(|c: char| matches!(c, '^' | '=' | ' ' | '-' | ',' | '.'))
+        .split(['^', '=', ' ', '-', ',', '.'])
         .filter(|w| !w.is_empty())
     {
         out.push(' ');

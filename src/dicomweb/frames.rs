@@ -76,10 +76,11 @@ fn negotiate(ranges: &[MediaRange], stored_ts: &str) -> WebResult<(FrameForm, bo
             (OCTET, Some(_)) if ts.is_none() || ts == Some(EXPLICIT_VR_LE) => {
                 return Ok((FrameForm::Decoded, bare))
             }
-            (k, Some(m)) if k == m || (k.ends_with("/*") && r.admits(m)) => {
-                if ts.is_none() || as_stored_ok {
-                    return Ok((FrameForm::AsStored, bare));
-                }
+            (k, Some(m))
+                if (k == m || (k.ends_with("/*") && r.admits(m)))
+                    && (ts.is_none() || as_stored_ok) =>
+            {
+                return Ok((FrameForm::AsStored, bare));
             }
             _ => {}
         }

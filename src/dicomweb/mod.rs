@@ -26,7 +26,7 @@ use std::net::IpAddr;
 
 use dicom_dictionary_std::tags;
 use poem::web::Data;
-use poem::{get, Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
+use poem::{get, Endpoint, EndpointExt, IntoResponse, Request, Route};
 
 use crate::app::AppState;
 use crate::query::{catalog, Level, Matcher, Query, WebInstance};
@@ -106,23 +106,13 @@ pub fn gate<E: Endpoint + 'static>(ep: E) -> impl Endpoint {
         let remote: Option<IpAddr> = req.remote_addr().as_socket_addr().map(|a| a.ip());
         let loopback = remote.map(|ip| ip.is_loopback()).unwrap_or(false);
         if !allow_remote && !loopback {
-            return Ok(DicomWebError::Forbidden(
+            let refusal = DicomWebError::Forbidden(
                 "DICOMweb is served to loopback clients only ([dicomweb] allow_remote)".into(),
-            )
-            .as_response_owned());
+            );
+            return Ok(poem::error::ResponseError::as_response(&refusal));
         }
         Ok(ep.call(req).await?.into_response())
     })
-}
-
-trait OwnedResponse {
-    fn as_response_owned(self) -> Response;
-}
-
-impl OwnedResponse for DicomWebError {
-    fn as_response_owned(self) -> Response {
-        poem::error::ResponseError::as_response(&self)
-    }
 }
 
 /// The DICOMweb base URL as the client addressed it (`http://host:port/dicom-web`),

@@ -60,6 +60,9 @@ pub struct FrameInfo {
     pub number_of_frames: u32,
 }
 
+/// The fragments `(offset, length)` of each frame.
+type FrameFragments = Vec<Vec<(u64, u64)>>;
+
 /// Errors of the walk (the object was already parsed, so these mean "no layout").
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
@@ -290,7 +293,7 @@ fn encapsulated(
     w: &Walker,
     mut pos: u64,
     frames: u32,
-) -> Result<(Option<Vec<Vec<(u64, u64)>>>, u64), LayoutError> {
+) -> Result<(Option<FrameFragments>, u64), LayoutError> {
     let mut bot: Vec<u64> = Vec::new();
     let mut fragments: Vec<(u64, u64)> = Vec::new();
     let mut first = true;
@@ -331,7 +334,7 @@ fn split_frames(
     bot: &[u64],
     fragments: &[(u64, u64)],
     frames: u32,
-) -> Option<Vec<Vec<(u64, u64)>>> {
+) -> Option<FrameFragments> {
     let frames = frames as usize;
     if fragments.is_empty() {
         return None;

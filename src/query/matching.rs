@@ -31,7 +31,7 @@ pub enum Matcher {
 /// `None` for a value with no word (universal).
 pub fn fuzzy(value: &str) -> Option<Matcher> {
     let words: Vec<String> = value
-        .split(|c: char| matches!(c, '^' | '=' | ' ' | '-' | ',' | '.' | '*' | '?'))
+        .split(['^', '=', ' ', '-', ',', '.', '*', '?'])
         .filter(|w| !w.is_empty())
         .map(crate::db::record::fold_word)
         .collect();
