@@ -4,7 +4,8 @@
 //!
 //! One file per service: `qido`, `retrieve` (instances as multipart/related),
 //! `metadata`, `frames` + `bulkdata` (ranged reads by the layout recorded at ingest),
-//! `stow`, `rendered`, `wado_uri`; `multipart` and `media` are shared helpers, `error`
+//! `stow`, `rendered` (pipeline in `render_image`, parameters in `render_params`),
+//! `wado_uri`; `multipart` and `media` are shared helpers, `error`
 //! maps failures to HTTP. Access is decided in one place, [`gate`], wrapped around
 //! every route.
 
@@ -15,8 +16,12 @@ pub mod media;
 pub mod metadata;
 pub mod multipart;
 pub mod qido;
+pub mod render_image;
+pub mod render_params;
+pub mod rendered;
 pub mod retrieve;
 pub mod stow;
+pub mod wado_uri;
 
 use std::net::IpAddr;
 
@@ -66,7 +71,32 @@ pub fn routes() -> impl Endpoint {
             "/studies/:study/series/:series/instances/:instance/bulkdata/:tag",
             get(bulkdata::get_bulkdata),
         );
-    gate(r)
+    gate(rendered_routes(r))
+}
+
+/// The rendered and thumbnail resources (`rendered.rs`).
+fn rendered_routes(r: Route) -> Route {
+    const I: &str = "/studies/:study/series/:series/instances/:instance";
+    r.at("/studies/:study/rendered", get(rendered::study_rendered))
+        .at("/studies/:study/thumbnail", get(rendered::study_thumbnail))
+        .at(
+            "/studies/:study/series/:series/rendered",
+            get(rendered::series_rendered),
+        )
+        .at(
+            "/studies/:study/series/:series/thumbnail",
+            get(rendered::series_thumbnail),
+        )
+        .at(format!("{I}/rendered"), get(rendered::instance_rendered))
+        .at(format!("{I}/thumbnail"), get(rendered::instance_thumbnail))
+        .at(
+            format!("{I}/frames/:frames/rendered"),
+            get(rendered::frame_rendered),
+        )
+        .at(
+            format!("{I}/frames/:frames/thumbnail"),
+            get(rendered::frame_thumbnail),
+        )
 }
 
 /// Access control for every DICOMweb route, in one place. Until user authentication

@@ -28,6 +28,10 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .nest("/api", api)
         .at("/metrics", get(metrics))
         .nest("/dicom-web", crate::dicomweb::routes())
+        .at(
+            "/wado",
+            crate::dicomweb::gate(get(crate::dicomweb::wado_uri::wado)),
+        )
         .nest("/", health)
         .data(state)
 }
