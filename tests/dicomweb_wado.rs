@@ -9,103 +9,21 @@ use common::{Backend, TestEnv};
 use dicom_dictionary_std::tags;
 use glia::ingest::IngestContext;
 
-/// A minimal HTTP/1.1 exchange (Connection: close; chunked bodies decoded).
+/// GET: (status, headers, body).
 async fn http(
     addr: std::net::SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut body = raw[split + 4..].to_vec();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let hdrs: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    if hdrs
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
-        let mut out = Vec::new();
-        let mut rest = &body[..];
-        loop {
-            let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let size = usize::from_str_radix(
-                String::from_utf8_lossy(&rest[..nl])
-                    .split(';')
-                    .next()
-                    .unwrap()
-                    .trim(),
-                16,
-            )
-            .unwrap();
-            rest = &rest[nl + 2..];
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[..size]);
-            rest = &rest[size + 2..];
-        }
-        body = out;
-    }
-    (status, hdrs, body)
+    let r = common::http::get(addr, path, headers).await.unwrap();
+    (r.status, r.headers, r.body)
 }
 
 fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
     h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-/// The parts of a multipart/related body: (part headers, part body).
-fn parts(content_type: &str, body: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let boundary = content_type
-        .split(';')
-        .find_map(|p| p.trim().strip_prefix("boundary="))
-        .unwrap()
-        .trim_matches('"');
-    let delim = format!("--{boundary}");
-    let mut out = Vec::new();
-    let find = |from: usize| {
-        body[from..]
-            .windows(delim.len())
-            .position(|w| w == delim.as_bytes())
-            .map(|p| p + from)
-    };
-    let mut start = find(0).unwrap();
-    loop {
-        let pos = start + delim.len();
-        if body[pos..].starts_with(b"--") {
-            break;
-        }
-        let next = find(pos).unwrap();
-        let part = &body[pos + 2..next - 2];
-        let hsplit = part.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        out.push((
-            String::from_utf8_lossy(&part[..hsplit]).to_string(),
-            part[hsplit + 4..].to_vec(),
-        ));
-        start = next;
-    }
-    out
-}
+use common::http::multipart_parts as parts;
 
 fn json(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body)

@@ -35,6 +35,22 @@ impl HttpResponse {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The body as an image (panics with the status and body when it is not).
+    pub fn image(&self) -> image::DynamicImage {
+        image::load_from_memory(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not an image ({e}): status {} {:?}",
+                self.status,
+                self.text().chars().take(300).collect::<String>()
+            )
+        })
+    }
+
+    /// The parts of a multipart/related body: (part Content-Type, part body).
+    pub fn parts(&self) -> Vec<(String, Vec<u8>)> {
+        multipart_parts(self.header("content-type").unwrap_or(""), &self.body)
+    }
+
     /// The body as JSON (panics with the body when it is not).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
@@ -178,4 +194,36 @@ fn dechunk(mut rest: &[u8]) -> std::io::Result<Vec<u8>> {
             .get(size + 2..)
             .ok_or_else(|| invalid("truncated chunk"))?;
     }
+}
+
+/// Split a multipart/related body into (part Content-Type, part body), by the
+/// boundary named in `content_type`.
+pub fn multipart_parts(content_type: &str, body: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let boundary = content_type
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .expect("multipart Content-Type with a boundary")
+        .trim_matches('"')
+        .to_string();
+    let delim = format!("--{boundary}").into_bytes();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(start) = find(&body[pos..], &delim).map(|p| p + pos) {
+        let after = start + delim.len();
+        if body[after..].starts_with(b"--") {
+            break;
+        }
+        let head_end = find(&body[after..], b"\r\n\r\n").expect("part head") + after;
+        let head = String::from_utf8_lossy(&body[after..head_end]).to_ascii_lowercase();
+        let part_ct = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-type:"))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let next = find(&body[head_end..], &delim).expect("next boundary") + head_end;
+        out.push((part_ct, body[head_end + 4..next - 2].to_vec()));
+        pos = next;
+    }
+    out
 }

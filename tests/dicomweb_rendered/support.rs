@@ -1,6 +1,5 @@
-//! Support for the rendered/WADO-URI tests: a minimal HTTP/1.1 client (GET, with
-//! Content-Length, chunked or EOF-delimited bodies), a multipart/related splitter,
-//! ingest helpers and synthetic gradient instances.
+//! Support for the rendered/WADO-URI tests (over the shared client in
+//! `common::http`): ingest helpers and synthetic gradient instances.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,95 +10,15 @@ use dicom_dictionary_std::tags;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 use glia::app::RunningNode;
 use glia::ingest::IngestContext;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A response of the minimal HTTP/1.1 client below.
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
+/// The shared test client's response.
+pub type Resp = crate::common::http::HttpResponse;
 
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    pub fn image(&self) -> image::DynamicImage {
-        image::load_from_memory(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "not an image ({e}): status {} {:?}",
-                self.status,
-                self.text().chars().take(300).collect::<String>()
-            )
-        })
-    }
-}
-
-/// GET with `Connection: close`; handles Content-Length, chunked and EOF bodies.
+/// GET (panics when no response comes).
 pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(60), s.read_to_end(&mut raw))
+    crate::common::http::get(addr, path, headers)
         .await
-        .expect("response within 60 s")
-        .unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
-    if chunked {
-        let (mut out, mut rest) = (Vec::new(), &body[..]);
-        loop {
-            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let size = std::str::from_utf8(&rest[..eol])
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap();
-            let size = usize::from_str_radix(size.trim(), 16).unwrap();
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
-            rest = &rest[eol + 2 + size + 2..];
-        }
-        body = out;
-    }
-    Resp {
-        status,
-        headers,
-        body,
-    }
+        .expect("an HTTP response")
 }
 
 /// Assert a 400 whose message names `param`.
@@ -194,42 +113,5 @@ pub fn inst_path(ids: &Ids) -> String {
 
 /// Split a multipart/related body into (content type, body) parts.
 pub fn multipart_parts(r: &Resp) -> Vec<(String, Vec<u8>)> {
-    let ct = r.header("content-type").unwrap();
-    let boundary = ct
-        .split(';')
-        .find_map(|p| p.trim().strip_prefix("boundary="))
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
-    let delim = format!("--{boundary}").into_bytes();
-    let mut out = Vec::new();
-    let mut pos = 0;
-    let find = |from: usize| {
-        r.body[from..]
-            .windows(delim.len())
-            .position(|w| w == delim.as_slice())
-            .map(|p| p + from)
-    };
-    while let Some(start) = find(pos) {
-        let after = start + delim.len();
-        if r.body[after..].starts_with(b"--") {
-            break;
-        }
-        let head_end = r.body[after..]
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap()
-            + after;
-        let head = String::from_utf8_lossy(&r.body[after..head_end]).to_ascii_lowercase();
-        let part_ct = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-type:"))
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        let next = find(head_end).unwrap();
-        out.push((part_ct, r.body[head_end + 4..next - 2].to_vec()));
-        pos = next;
-    }
-    out
+    r.parts()
 }
