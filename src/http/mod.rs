@@ -1,5 +1,9 @@
 //! The HTTP server (poem): `/health`, `/metrics`, and the OpenAPI API under `/api`
-//! (spec at `/api/openapi.json`, Swagger UI at `/api/docs`).
+//! (spec at `/api/openapi.json`, Swagger UI at `/api/docs`); the web viewer at
+//! `/viewer` when `[http] viewer_dir` is set; CORS per `[http] cors_origins`.
+
+pub mod cors;
+pub mod viewer;
 
 use std::net::SocketAddr;
 
@@ -21,13 +25,31 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let health = crate::api::service(state.clone()).server("/");
-    Route::new()
+    let route = Route::new()
         .nest("/api/openapi.json", spec)
         .nest("/api/docs", docs)
         .nest("/api", api)
         .at("/metrics", get(metrics))
-        .nest("/", health)
+        .nest("/", health);
+    with_viewer(route, &state.config.http.viewer_dir)
+        .with(cors::ScopedCors(cors::policy(
+            &state.config.http.cors_origins,
+        )))
         .data(state)
+}
+
+/// Mount the viewer at [`viewer::MOUNT`] when a viewer directory is configured.
+fn with_viewer(route: Route, dir: &str) -> Route {
+    if dir.is_empty() {
+        return route;
+    }
+    if !std::path::Path::new(dir).join("index.html").is_file() {
+        tracing::warn!(
+            viewer_dir = dir,
+            "viewer_dir has no index.html; /viewer will answer 404"
+        );
+    }
+    route.nest(viewer::MOUNT, viewer::Viewer::new(dir))
 }
 
 /// A bound HTTP server.
