@@ -249,16 +249,7 @@ fn float(x: f64) -> String {
             .unwrap_or_else(|| "null".into())
     } else {
         // JSON has no NaN/Inf; PS3.18 F.2.3.1 allows the strings.
-        format!(
-            "\"{}\"",
-            if x.is_nan() {
-                "NaN"
-            } else if x > 0.0 {
-                "Infinity"
-            } else {
-                "-Infinity"
-            }
-        )
+        format!("\"{}\"", if x.is_nan() { "NaN" } else if x > 0.0 { "Infinity" } else { "-Infinity" })
     }
 }
 
@@ -286,7 +277,10 @@ fn number_or_string(s: &str) -> String {
 fn person_name(v: &str) -> String {
     let mut out = String::from("{");
     let mut first = true;
-    for (group, name) in v.split('=').zip(["Alphabetic", "Ideographic", "Phonetic"]) {
+    for (group, name) in v
+        .split('=')
+        .zip(["Alphabetic", "Ideographic", "Phonetic"])
+    {
         if group.is_empty() {
             continue;
         }
@@ -342,11 +336,7 @@ mod tests {
             VR::DS,
             PrimitiveValue::from("2.50"),
         ));
-        o.put(DataElement::new(
-            tags::ROWS,
-            VR::US,
-            PrimitiveValue::from(256u16),
-        ));
+        o.put(DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(256u16)));
         o.put(DataElement::new(
             tags::STUDY_DESCRIPTION,
             VR::LO,
@@ -390,7 +380,8 @@ mod tests {
         let resolved = resolve_base(&out, "http://h/dicom-web");
         let v: serde_json::Value = serde_json::from_str(&resolved).expect(&out);
         assert_eq!(
-            v["00100010"]["Value"][0]["Alphabetic"], "Müller^Hans",
+            v["00100010"]["Value"][0]["Alphabetic"],
+            "Müller^Hans",
             "{resolved}"
         );
         assert_eq!(v["00100010"]["Value"][0]["Ideographic"], "ミュラー");

@@ -129,19 +129,8 @@ impl Walker {
         let vr = [b[4], b[5]];
         if matches!(
             &vr,
-            b"OB"
-                | b"OD"
-                | b"OF"
-                | b"OL"
-                | b"OV"
-                | b"OW"
-                | b"SQ"
-                | b"UC"
-                | b"UR"
-                | b"UT"
-                | b"UN"
-                | b"SV"
-                | b"UV"
+            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"UC" | b"UR" | b"UT" | b"UN"
+                | b"SV" | b"UV"
         ) {
             let mut l = [0u8; 4];
             self.read(pos + 8, &mut l)?;
@@ -356,8 +345,7 @@ fn split_frames(
     let mut out: Vec<Vec<(u64, u64)>> = Vec::new();
     for &(off, len) in fragments {
         let mut m = [0u8; 2];
-        let starts =
-            len >= 2 && w.read(off, &mut m).is_ok() && matches!(m, [0xFF, 0xD8] | [0xFF, 0x4F]);
+        let starts = len >= 2 && w.read(off, &mut m).is_ok() && matches!(m, [0xFF, 0xD8] | [0xFF, 0x4F]);
         match out.last_mut() {
             Some(cur) if !starts => cur.push((off, len)),
             _ => out.push(vec![(off, len)]),
