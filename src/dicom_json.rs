@@ -249,7 +249,16 @@ fn float(x: f64) -> String {
             .unwrap_or_else(|| "null".into())
     } else {
         // JSON has no NaN/Inf; PS3.18 F.2.3.1 allows the strings.
-        format!("\"{}\"", if x.is_nan() { "NaN" } else if x > 0.0 { "Infinity" } else { "-Infinity" })
+        format!(
+            "\"{}\"",
+            if x.is_nan() {
+                "NaN"
+            } else if x > 0.0 {
+                "Infinity"
+            } else {
+                "-Infinity"
+            }
+        )
     }
 }
 
@@ -277,10 +286,7 @@ fn number_or_string(s: &str) -> String {
 fn person_name(v: &str) -> String {
     let mut out = String::from("{");
     let mut first = true;
-    for (group, name) in v
-        .split('=')
-        .zip(["Alphabetic", "Ideographic", "Phonetic"])
-    {
+    for (group, name) in v.split('=').zip(["Alphabetic", "Ideographic", "Phonetic"]) {
         if group.is_empty() {
             continue;
         }
@@ -317,7 +323,8 @@ pub fn resolve_base(json: &str, base: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dicom_core::{DataElement, DataSetSequence};
+    use dicom_core::value::DataSetSequence;
+    use dicom_core::DataElement;
 
     fn obj() -> InMemDicomObject {
         let mut o = InMemDicomObject::new_empty();
@@ -336,7 +343,11 @@ mod tests {
             VR::DS,
             PrimitiveValue::from("2.50"),
         ));
-        o.put(DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(256u16)));
+        o.put(DataElement::new(
+            tags::ROWS,
+            VR::US,
+            PrimitiveValue::from(256u16),
+        ));
         o.put(DataElement::new(
             tags::STUDY_DESCRIPTION,
             VR::LO,
@@ -380,8 +391,7 @@ mod tests {
         let resolved = resolve_base(&out, "http://h/dicom-web");
         let v: serde_json::Value = serde_json::from_str(&resolved).expect(&out);
         assert_eq!(
-            v["00100010"]["Value"][0]["Alphabetic"],
-            "Müller^Hans",
+            v["00100010"]["Value"][0]["Alphabetic"], "Müller^Hans",
             "{resolved}"
         );
         assert_eq!(v["00100010"]["Value"][0]["Ideographic"], "ミュラー");
@@ -391,7 +401,11 @@ mod tests {
         );
         assert_eq!(v["00180050"]["Value"][0], 2.5);
         assert_eq!(v["00280010"]["Value"][0], 256);
-        assert_eq!(v["00081030"]["Value"][0], "a \"quoted\" \\ text");
+        // Backslash separates values of LO; quotes are escaped.
+        assert_eq!(
+            v["00081030"]["Value"],
+            serde_json::json!(["a \"quoted\"", "text"])
+        );
         assert_eq!(
             v["7FE00010"]["BulkDataURI"],
             "http://h/dicom-web/studies/1/series/2/instances/3/bulkdata/7FE00010"

@@ -190,6 +190,28 @@ pub fn to_uncompressed(part10: &[u8], target_ts: &str) -> Result<Vec<u8>, Transc
     Ok(out)
 }
 
+/// A whole Part 10 object (preamble, file meta naming `target_ts`, data set) re-encoded
+/// from a stored one in explicit or implicit VR little endian (see [`to_uncompressed`]).
+pub fn to_part10(part10: &[u8], target_ts: &str) -> Result<Vec<u8>, TranscodeError> {
+    let dataset = to_uncompressed(part10, target_ts)?;
+    let stored = parse(part10)?;
+    let meta = stored.meta();
+    let meta = dicom_object::meta::FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(trim_uid(meta.media_storage_sop_class_uid()))
+        .media_storage_sop_instance_uid(trim_uid(meta.media_storage_sop_instance_uid()))
+        .transfer_syntax(trim_uid(target_ts))
+        .implementation_class_uid(trim_uid(meta.implementation_class_uid()))
+        .build()
+        .map_err(|e| TranscodeError::Encode(first_line(&e.to_string())))?;
+    let mut out = Vec::with_capacity(dataset.len() + 512);
+    out.extend_from_slice(&[0u8; 128]);
+    out.extend_from_slice(b"DICM");
+    meta.write(&mut out)
+        .map_err(|e| TranscodeError::Encode(first_line(&e.to_string())))?;
+    out.extend_from_slice(&dataset);
+    Ok(out)
+}
+
 /// Attribute fixes after decompression that dicom-pixeldata leaves out.
 fn fix_after_decode(obj: &mut DefaultDicomObject, source_uid: &str, original_pi: Option<&str>) {
     // Attributes that only describe encapsulated pixel data.

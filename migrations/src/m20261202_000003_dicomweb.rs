@@ -2,6 +2,8 @@
 //! byte layout of its large values (frames, bulk data) inside its blob, both computed
 //! once at ingest, so that metadata and frame requests never open a DICOM object.
 //! Nullable: instances indexed before this migration are served by parsing the blob.
+//! Also the folded person-name columns behind QIDO-RS `fuzzymatching` (accent- and
+//! case-insensitive prefix-of-word matching).
 
 use sea_orm_migration::prelude::*;
 
@@ -11,6 +13,18 @@ impl MigrationName for Migration {
     fn name(&self) -> &str {
         "m20261202_000003_dicomweb"
     }
+}
+
+#[derive(DeriveIden)]
+enum Patient {
+    Table,
+    PatientNameFuzzy,
+}
+
+#[derive(DeriveIden)]
+enum Study {
+    Table,
+    ReferringPhysicianNameFuzzy,
 }
 
 #[derive(DeriveIden)]
@@ -34,6 +48,26 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Patient::Table)
+                    .add_column(ColumnDef::new(Patient::PatientNameFuzzy).text().null())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Study::Table)
+                    .add_column(
+                        ColumnDef::new(Study::ReferringPhysicianNameFuzzy)
+                            .text()
+                            .null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
         Ok(())
     }
 
@@ -48,6 +82,22 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Patient::Table)
+                    .drop_column(Patient::PatientNameFuzzy)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Study::Table)
+                    .drop_column(Study::ReferringPhysicianNameFuzzy)
+                    .to_owned(),
+            )
+            .await?;
         Ok(())
     }
 }

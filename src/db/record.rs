@@ -72,9 +72,44 @@ pub fn normalize_person_name(name: &str) -> String {
         .collect()
 }
 
+/// Fold one word for fuzzy matching: compatibility-decomposed, combining marks
+/// dropped, upper-cased (`Müller` → `MULLER`, `ß` → `SS`).
+pub fn fold_word(word: &str) -> String {
+    use unicode_normalization::char::is_combining_mark;
+    use unicode_normalization::UnicodeNormalization;
+    word.nfkd()
+        .filter(|c| !is_combining_mark(*c))
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+/// The words of a person name, folded, for fuzzy (prefix-of-word, accent- and
+/// case-insensitive) matching, each preceded by a space so that a word prefix is a
+/// plain substring search: `Müller^Hans-Jürgen` → ` MULLER HANS JURGEN`.
+pub fn fuzzy_person_name(name: &str) -> String {
+    let mut out = String::new();
+    for w in name
+        .split(['^', '=', ' ', '-', ',', '.'])
+        .filter(|w| !w.is_empty())
+    {
+        out.push(' ');
+        out.push_str(&fold_word(w));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::normalize_person_name;
+    use super::{fuzzy_person_name, normalize_person_name};
+
+    #[test]
+    fn fuzzy_names_fold_accents_and_split_words() {
+        assert_eq!(
+            fuzzy_person_name("Müller^Hans-Jürgen"),
+            " MULLER HANS JURGEN"
+        );
+        assert_eq!(fuzzy_person_name("Weiß^Zoë=ワイス"), " WEISS ZOE ワイス");
+    }
 
     #[test]
     fn names_normalise_char_by_char() {

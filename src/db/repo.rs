@@ -18,7 +18,7 @@ use sea_orm::{
 use tokio::sync::Mutex;
 
 use super::entities::{instance, patient, series, study};
-use super::record::{normalize_person_name, InstanceRecord};
+use super::record::{fuzzy_person_name, normalize_person_name, InstanceRecord};
 use super::DbError;
 use crate::config::DuplicatePolicy;
 
@@ -130,6 +130,63 @@ impl IndexRepo {
             blob_key: r.blob_key,
             size_bytes: r.size_bytes,
         }))
+    }
+
+    /// Fill the folded person-name columns behind QIDO-RS fuzzy matching for rows
+    /// indexed before they existed. Returns the number of rows updated; a no-op (two
+    /// indexed lookups) once done. Called at start-up.
+    pub async fn backfill_fuzzy_names(&self) -> Result<u64, DbError> {
+        use sea_orm::sea_query::Expr;
+        const BATCH: u64 = 500;
+        let _guard = match &self.write_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        let mut updated = 0;
+        loop {
+            let rows = patient::Entity::find()
+                .filter(patient::Column::PatientName.is_not_null())
+                .filter(patient::Column::PatientNameFuzzy.is_null())
+                .limit(BATCH)
+                .all(&self.db)
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in rows {
+                let folded = fuzzy_person_name(r.patient_name.as_deref().unwrap_or(""));
+                patient::Entity::update_many()
+                    .col_expr(patient::Column::PatientNameFuzzy, Expr::value(folded))
+                    .filter(patient::Column::Id.eq(r.id))
+                    .exec(&self.db)
+                    .await?;
+                updated += 1;
+            }
+        }
+        loop {
+            let rows = study::Entity::find()
+                .filter(study::Column::ReferringPhysicianName.is_not_null())
+                .filter(study::Column::ReferringPhysicianNameFuzzy.is_null())
+                .limit(BATCH)
+                .all(&self.db)
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in rows {
+                let folded = fuzzy_person_name(r.referring_physician_name.as_deref().unwrap_or(""));
+                study::Entity::update_many()
+                    .col_expr(
+                        study::Column::ReferringPhysicianNameFuzzy,
+                        Expr::value(folded),
+                    )
+                    .filter(study::Column::Id.eq(r.id))
+                    .exec(&self.db)
+                    .await?;
+                updated += 1;
+            }
+        }
+        Ok(updated)
     }
 
     /// Counts of rows per level.
@@ -328,6 +385,7 @@ async fn upsert_patient(
             issuer_of_patient_id: Set(rec.issuer_of_patient_id.clone()),
             patient_name: Set(rec.patient_name.clone()),
             patient_name_norm: Set(rec.patient_name.as_deref().map(normalize_person_name)),
+            patient_name_fuzzy: Set(rec.patient_name.as_deref().map(fuzzy_person_name)),
             patient_birth_date: Set(rec.patient_birth_date.clone()),
             patient_sex: Set(rec.patient_sex.clone()),
             created_at: Set(now),
@@ -389,6 +447,10 @@ async fn upsert_study(
                 .referring_physician_name
                 .as_deref()
                 .map(normalize_person_name)),
+            referring_physician_name_fuzzy: Set(rec
+                .referring_physician_name
+                .as_deref()
+                .map(fuzzy_person_name)),
             study_description: Set(rec.study_description.clone()),
             institution_name: Set(rec.institution_name.clone()),
             modalities_in_study: Set(String::new()),

@@ -119,7 +119,8 @@ impl ResponseError for DicomWebError {
             .body(Body::from_string(body.to_string()));
         if let DicomWebError::RangeNotSatisfiable { size } = self {
             if let Ok(v) = format!("bytes */{size}").parse() {
-                resp.headers_mut().insert(poem::http::header::CONTENT_RANGE, v);
+                resp.headers_mut()
+                    .insert(poem::http::header::CONTENT_RANGE, v);
             }
         }
         resp

@@ -8,7 +8,9 @@
 //! maps failures to HTTP. Access is decided in one place, [`gate`], wrapped around
 //! every route.
 
+pub mod bulkdata;
 pub mod error;
+pub mod frames;
 pub mod media;
 pub mod metadata;
 pub mod multipart;
@@ -19,7 +21,7 @@ use std::net::IpAddr;
 
 use dicom_dictionary_std::tags;
 use poem::web::Data;
-use poem::{get, Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
+use poem::{get, Endpoint, EndpointExt, IntoResponse, Request, Route};
 
 use crate::app::AppState;
 use crate::query::{catalog, Level, Matcher, Query, WebInstance};
@@ -31,23 +33,34 @@ pub fn routes() -> impl Endpoint {
         .at("/studies", get(qido::studies))
         .at("/series", get(qido::all_series))
         .at("/instances", get(qido::all_instances))
-        .at("/studies/:study", get(retrieve::study))
-        .at("/studies/:study/metadata", get(metadata::study))
+        .at("/studies/:study", get(retrieve::get_study))
+        .at("/studies/:study/metadata", get(metadata::study_metadata))
         .at("/studies/:study/series", get(qido::study_series))
         .at("/studies/:study/instances", get(qido::study_instances))
-        .at("/studies/:study/series/:series", get(retrieve::series))
-        .at("/studies/:study/series/:series/metadata", get(metadata::series))
+        .at("/studies/:study/series/:series", get(retrieve::get_series))
+        .at(
+            "/studies/:study/series/:series/metadata",
+            get(metadata::series_metadata),
+        )
         .at(
             "/studies/:study/series/:series/instances",
             get(qido::series_instances),
         )
         .at(
             "/studies/:study/series/:series/instances/:instance",
-            get(retrieve::instance),
+            get(retrieve::get_instance),
         )
         .at(
             "/studies/:study/series/:series/instances/:instance/metadata",
-            get(metadata::instance),
+            get(metadata::instance_metadata),
+        )
+        .at(
+            "/studies/:study/series/:series/instances/:instance/frames/:frames",
+            get(frames::get_frames),
+        )
+        .at(
+            "/studies/:study/series/:series/instances/:instance/bulkdata/:tag",
+            get(bulkdata::get_bulkdata),
         );
     gate(r)
 }
@@ -63,23 +76,13 @@ pub fn gate<E: Endpoint + 'static>(ep: E) -> impl Endpoint {
         let remote: Option<IpAddr> = req.remote_addr().as_socket_addr().map(|a| a.ip());
         let loopback = remote.map(|ip| ip.is_loopback()).unwrap_or(false);
         if !allow_remote && !loopback {
-            return Ok(DicomWebError::Forbidden(
+            let refusal = DicomWebError::Forbidden(
                 "DICOMweb is served to loopback clients only ([dicomweb] allow_remote)".into(),
-            )
-            .as_response_owned());
+            );
+            return Ok(poem::error::ResponseError::as_response(&refusal));
         }
         Ok(ep.call(req).await?.into_response())
     })
-}
-
-trait OwnedResponse {
-    fn as_response_owned(self) -> Response;
-}
-
-impl OwnedResponse for DicomWebError {
-    fn as_response_owned(self) -> Response {
-        poem::error::ResponseError::as_response(&self)
-    }
 }
 
 /// The DICOMweb base URL as the client addressed it (`http://host:port/dicom-web`),
@@ -134,13 +137,9 @@ pub async fn resolve(
         check_uid_param("SOPInstanceUID", i)?;
         q.add(uid(tags::SOP_INSTANCE_UID), Matcher::Single(i.into()));
     }
-    let found = crate::query::web_instances(
-        state.repo.connection(),
-        &q,
-        with_metadata,
-        with_layout,
-    )
-    .await?;
+    let found =
+        crate::query::web_instances(state.repo.connection(), &q, with_metadata, with_layout)
+            .await?;
     if found.is_empty() {
         return Err(DicomWebError::NotFound(match (series, instance) {
             (_, Some(_)) => "instance",

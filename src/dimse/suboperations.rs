@@ -15,9 +15,9 @@ use super::association::AcceptedContext;
 use super::client::ProposedContext;
 use super::command::{field, Command, CommandBuilder, DATA_SET_PRESENT};
 use super::connection::{Connection, ConnectionError};
-use crate::transcode::{self, EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 use crate::db::repo::StoredInstance;
 use crate::store::{BlobKey, BlobStore};
+use crate::transcode::{self, EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 
 /// Priority (0000,0700): MEDIUM.
 pub const PRIORITY_MEDIUM: u16 = 0x0000;

@@ -1,6 +1,7 @@
-//! The HTTP server (poem): `/health`, `/metrics`, and the OpenAPI API under `/api`
-//! (spec at `/api/openapi.json`, Swagger UI at `/api/docs`); the web viewer at
-//! `/viewer` when `[http] viewer_dir` is set; CORS per `[http] cors_origins`.
+//! The HTTP server (poem): `/health`, `/metrics`, DICOMweb under `/dicom-web`, the
+//! OpenAPI API under `/api` (spec at `/api/openapi.json`, Swagger UI at `/api/docs`);
+//! the web viewer at `/viewer` when `[http] viewer_dir` is set; CORS per
+//! `[http] cors_origins`.
 
 pub mod cors;
 pub mod viewer;
@@ -30,6 +31,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .nest("/api/docs", docs)
         .nest("/api", api)
         .at("/metrics", get(metrics))
+        .nest("/dicom-web", crate::dicomweb::routes())
         .nest("/", health);
     with_viewer(route, &state.config.http.viewer_dir)
         .with(cors::ScopedCors(cors::policy(

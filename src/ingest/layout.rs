@@ -60,6 +60,9 @@ pub struct FrameInfo {
     pub number_of_frames: u32,
 }
 
+/// The fragments `(offset, length)` of each frame.
+type FrameFragments = Vec<Vec<(u64, u64)>>;
+
 /// Errors of the walk (the object was already parsed, so these mean "no layout").
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
@@ -129,8 +132,19 @@ impl Walker {
         let vr = [b[4], b[5]];
         if matches!(
             &vr,
-            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"UC" | b"UR" | b"UT" | b"UN"
-                | b"SV" | b"UV"
+            b"OB"
+                | b"OD"
+                | b"OF"
+                | b"OL"
+                | b"OV"
+                | b"OW"
+                | b"SQ"
+                | b"UC"
+                | b"UR"
+                | b"UT"
+                | b"UN"
+                | b"SV"
+                | b"UV"
         ) {
             let mut l = [0u8; 4];
             self.read(pos + 8, &mut l)?;
@@ -279,7 +293,7 @@ fn encapsulated(
     w: &Walker,
     mut pos: u64,
     frames: u32,
-) -> Result<(Option<Vec<Vec<(u64, u64)>>>, u64), LayoutError> {
+) -> Result<(Option<FrameFragments>, u64), LayoutError> {
     let mut bot: Vec<u64> = Vec::new();
     let mut fragments: Vec<(u64, u64)> = Vec::new();
     let mut first = true;
@@ -320,7 +334,7 @@ fn split_frames(
     bot: &[u64],
     fragments: &[(u64, u64)],
     frames: u32,
-) -> Option<Vec<Vec<(u64, u64)>>> {
+) -> Option<FrameFragments> {
     let frames = frames as usize;
     if fragments.is_empty() {
         return None;
@@ -345,7 +359,8 @@ fn split_frames(
     let mut out: Vec<Vec<(u64, u64)>> = Vec::new();
     for &(off, len) in fragments {
         let mut m = [0u8; 2];
-        let starts = len >= 2 && w.read(off, &mut m).is_ok() && matches!(m, [0xFF, 0xD8] | [0xFF, 0x4F]);
+        let starts =
+            len >= 2 && w.read(off, &mut m).is_ok() && matches!(m, [0xFF, 0xD8] | [0xFF, 0x4F]);
         match out.last_mut() {
             Some(cur) if !starts => cur.push((off, len)),
             _ => out.push(vec![(off, len)]),

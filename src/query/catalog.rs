@@ -12,7 +12,11 @@ pub enum Kind {
     /// Free text (LO, SH, CS, AE, ...): exact or wildcard, case-sensitive.
     Text,
     /// Person name: matched on an upper-cased column (case-insensitive by default).
-    PersonName { norm_column: &'static str },
+    /// `fuzzy_column` holds the folded words (QIDO-RS `fuzzymatching`).
+    PersonName {
+        norm_column: &'static str,
+        fuzzy_column: &'static str,
+    },
     /// DA: `YYYYMMDD`, single value or range.
     Date,
     /// TM: `HHMMSS.FFFFFF`, single value (as a range of its precision) or range.
@@ -63,7 +67,8 @@ pub static CATALOG: &[Attr] = &[
         Patient,
         "p.patient_name",
         Kind::PersonName {
-            norm_column: "p.patient_name_norm"
+            norm_column: "p.patient_name_norm",
+            fuzzy_column: "p.patient_name_fuzzy"
         }
     ),
     attr!(
@@ -170,7 +175,8 @@ pub static CATALOG: &[Attr] = &[
         Study,
         "st.referring_physician_name",
         Kind::PersonName {
-            norm_column: "st.referring_physician_name_norm"
+            norm_column: "st.referring_physician_name_norm",
+            fuzzy_column: "st.referring_physician_name_fuzzy"
         }
     ),
     attr!(

@@ -50,8 +50,16 @@ fn like_literal(v: &str) -> String {
 }
 
 fn condition(attr: &Attr, m: &Matcher, case_insensitive_names: bool) -> SimpleExpr {
+    if let (Matcher::Fuzzy(words), Kind::PersonName { fuzzy_column, .. }) = (m, attr.kind) {
+        let mut all = Cond::all();
+        for w in words {
+            let p = format!("% {}%", like_literal(w));
+            all = all.add(col(fuzzy_column).like(LikeExpr::new(p).escape('!')));
+        }
+        return all.into();
+    }
     let (column, upper) = match attr.kind {
-        Kind::PersonName { norm_column } if case_insensitive_names => (norm_column, true),
+        Kind::PersonName { norm_column, .. } if case_insensitive_names => (norm_column, true),
         _ => (attr.column, false),
     };
     let norm = |v: &str| {
@@ -63,6 +71,8 @@ fn condition(attr: &Attr, m: &Matcher, case_insensitive_names: bool) -> SimpleEx
     };
     match m {
         Matcher::Universal => Expr::value(true),
+        // Only person names have folded words; elsewhere a fuzzy value matches nothing.
+        Matcher::Fuzzy(_) => Expr::value(false),
         Matcher::Single(v) => col(column).eq(norm(v)),
         Matcher::Wildcard(p) => col(column).like(LikeExpr::new(norm(p)).escape('\\')),
         Matcher::Int(n) => col(column).eq(*n),

@@ -22,6 +22,20 @@ pub enum Matcher {
     },
     /// Integer equality (IS / US keys).
     Int(i64),
+    /// Fuzzy person-name matching (QIDO-RS `fuzzymatching=true`): every folded word
+    /// (see `db::record::fold_word`) is a prefix of some word of the name.
+    Fuzzy(Vec<String>),
+}
+
+/// A fuzzy matcher for a person-name value: its words, folded; wildcards dropped.
+/// `None` for a value with no word (universal).
+pub fn fuzzy(value: &str) -> Option<Matcher> {
+    let words: Vec<String> = value
+        .split(['^', '=', ' ', '-', ',', '.', '*', '?'])
+        .filter(|w| !w.is_empty())
+        .map(crate::db::record::fold_word)
+        .collect();
+    (!words.is_empty()).then_some(Matcher::Fuzzy(words))
 }
 
 /// Turn a DICOM wildcard value into a LIKE pattern (escape char `\`).

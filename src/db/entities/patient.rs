@@ -11,6 +11,8 @@ pub struct Model {
     pub issuer_of_patient_id: String,
     pub patient_name: Option<String>,
     pub patient_name_norm: Option<String>,
+    /// Folded words for fuzzy matching (`record::fuzzy_person_name`).
+    pub patient_name_fuzzy: Option<String>,
     pub patient_birth_date: Option<String>,
     pub patient_sex: Option<String>,
     pub num_studies: i64,

@@ -15,6 +15,8 @@ pub struct Model {
     pub study_id: Option<String>,
     pub referring_physician_name: Option<String>,
     pub referring_physician_name_norm: Option<String>,
+    /// Folded words for fuzzy matching (`record::fuzzy_person_name`).
+    pub referring_physician_name_fuzzy: Option<String>,
     pub study_description: Option<String>,
     pub institution_name: Option<String>,
     /// Distinct modalities of the study's series, sorted, backslash-separated.
