@@ -489,14 +489,9 @@ async fn ohif_viewer() {
         std::time::Duration::from_secs(400),
         tokio::process::Command::new("node")
             .arg(repo().join("tests/peers/ohif_check.mjs"))
-            .args([
-                "--base",
-                &base,
-                "--study",
-                &ids.study,
-                "--patient-id",
-                &ids.patient_id,
-            ])
+            // OHIF shows "FAMILY, GIVEN" in its study list.
+            .args(["--base", &base, "--study", &ids.study])
+            .args(["--list-text", "VIEWER, TEST", "--list-text", "BRAIN MRI"])
             .arg("--out")
             .arg(&out)
             .kill_on_drop(true)

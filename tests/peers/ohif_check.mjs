@@ -1,9 +1,10 @@
 // OHIF (served by Glia at /viewer) in headless Chromium, driven by playwright-core.
 //
-//   node ohif_check.mjs --base http://127.0.0.1:PORT --study UID --patient-id ID \
+//   node ohif_check.mjs --base http://127.0.0.1:PORT --study UID \
+//        --list-text 'NAME, AS SHOWN' --list-text 'STUDY DESCRIPTION' \
 //        --out target/test-artifacts/ohif-viewer.png
 //
-// 1. /viewer (study list): the study appears (its Patient ID is shown).
+// 1. /viewer (study list): the study appears (every --list-text is shown).
 // 2. /viewer/viewer?StudyInstanceUIDs=UID: the viewport canvas appears and draws an
 //    image that is not blank (grey-level statistics of the canvas region of a
 //    screenshot); no request to the node fails (status >= 400 or requestfailed).
@@ -30,7 +31,7 @@ function arg(name, dflt) {
 
 const base = arg('base').replace(/\/$/, '');
 const study = arg('study');
-const patientId = arg('patient-id');
+const listTexts = process.argv.flatMap((a, i) => (a === '--list-text' ? [process.argv[i + 1]] : []));
 const out = arg('out');
 const timeoutMs = Number(arg('timeout-ms', '90000'));
 const results = { passed: 0, failed: 0 };
@@ -82,9 +83,11 @@ try {
   // ---- 1. study list ------------------------------------------------------------
   try {
     await page.goto(`${base}/viewer`, { waitUntil: 'domcontentloaded', timeout: timeoutMs });
-    await page.waitForFunction((id) => document.body && document.body.innerText.includes(id), patientId, {
-      timeout: timeoutMs,
-    });
+    await page.waitForFunction(
+      (texts) => document.body && texts.every((t) => document.body.innerText.includes(t)),
+      listTexts,
+      { timeout: timeoutMs },
+    );
     report(true, 'study list shows the study');
   } catch (e) {
     report(false, 'study list shows the study', String(e).split('\n')[0]);
@@ -138,7 +141,12 @@ try {
     }, png.toString('base64'));
   };
   // OHIF's first-visit tour pops up over the viewport: dismiss it.
-  const skipTour = () => page.getByText('Skip all', { exact: true }).click({ timeout: 1000 }).catch(() => {});
+  // So does the "investigational use" banner, over the bottom of the viewport.
+  const skipTour = async () => {
+    for (const label of ['Skip all', 'Confirm and hide']) {
+      await page.getByText(label, { exact: true }).click({ timeout: 500 }).catch(() => {});
+    }
+  };
   let s = { levels: 0, mean: 0, std: 0 };
   if (box) {
     const deadline = Date.now() + timeoutMs;
