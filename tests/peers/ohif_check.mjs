@@ -93,6 +93,8 @@ try {
     report(false, 'study list shows the study', String(e).split('\n')[0]);
     await page.screenshot({ path: out.replace(/\.png$/, '-list.png') }).catch(() => {});
   }
+  // Let the list's requests finish: navigating away would abort them.
+  await page.waitForLoadState('networkidle', { timeout: 15000 }).catch(() => {});
   const listFailures = failures.splice(0);
   report(listFailures.length === 0, 'study list: no failed request', listFailures.slice(0, 10).join('; '));
 
