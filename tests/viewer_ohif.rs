@@ -432,7 +432,7 @@ async fn store_study(node: &glia::app::RunningNode) -> Ids {
                 let (y, x) = (r as f64, c as f64);
                 if s == 0 {
                     let d = ((x - 128.0 - n as f64 * 8.0).powi(2) + (y - 128.0).powi(2)).sqrt();
-                    let ring = if (d as u32 / 12) % 2 == 0 {
+                    let ring = if (d as u32 / 12).is_multiple_of(2) {
                         2600.0
                     } else {
                         600.0
