@@ -299,6 +299,16 @@ async fn cors_listed_origins() {
     for h in ["warning", "content-type", "content-length"] {
         assert!(expose.contains(h), "expose {expose}");
     }
+    // DICOMweb answers carry the permission too.
+    let r = request(
+        a,
+        "GET",
+        "/dicom-web/studies",
+        &[("Origin", ok), ("Accept", "application/dicom+json")],
+    )
+    .await;
+    assert!(r.status == 200 || r.status == 204, "QIDO {}", r.status);
+    assert_eq!(r.header("access-control-allow-origin"), Some(ok));
     // Other paths get no CORS.
     let r = request(a, "GET", "/health", &[("Origin", ok)]).await;
     assert_eq!(r.status, 200);
