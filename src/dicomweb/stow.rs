@@ -21,7 +21,7 @@ use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::mem::InMemElement;
-use dicom_object::{InMemDicomObject, OpenFileOptions};
+use dicom_object::InMemDicomObject;
 use futures::StreamExt;
 use poem::http::{header, StatusCode};
 use poem::web::{Data, Path as PathParam};
@@ -325,26 +325,6 @@ fn valid_uid(s: &str) -> Option<String> {
     crate::ingest::uid::check_uid(s).ok().map(|_| s.to_string())
 }
 
-/// Read the identity of a spooled part from its header (best effort: the ingest path
-/// does the real validation). Falls back to the file meta information.
-fn identify(path: &Path) -> Identity {
-    fn uid(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-        valid_uid(&obj.element_opt(tag).ok().flatten()?.to_str().ok()?)
-    }
-    match OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(path)
-    {
-        Ok(obj) => Identity {
-            sop_class: uid(&obj, tags::SOP_CLASS_UID),
-            sop_instance: uid(&obj, tags::SOP_INSTANCE_UID),
-            study: uid(&obj, tags::STUDY_INSTANCE_UID),
-            series: uid(&obj, tags::SERIES_INSTANCE_UID),
-        },
-        Err(_) => identify_from_meta(path).unwrap_or_default(),
-    }
-}
-
 /// SOP Class and Instance UID from the file meta group alone.
 fn identify_from_meta(path: &Path) -> Option<Identity> {
     use std::io::{Read, Seek, SeekFrom};
@@ -384,23 +364,28 @@ async fn ingest_part(ingestor: &Ingestor, part: Received, ctx: IngestContext) ->
             }
         }
     };
-    let identified = tokio::task::spawn_blocking(move || {
-        let id = identify(file.path());
-        (file, id)
-    })
-    .await;
-    let Ok((file, id)) = identified else {
-        return Outcome::Failed {
-            id: Identity::default(),
-            reason: failure_reason::OUT_OF_RESOURCES,
-        };
+    // A failed part is named by its file meta information (SOP Class and Instance UID,
+    // all a FailedSOPSequence item needs): a read of its first few hundred bytes. The
+    // identity of a stored part comes back from the ingest path itself.
+    let meta_id = {
+        let path = file.path().to_path_buf();
+        tokio::task::spawn_blocking(move || identify_from_meta(&path))
+            .await
+            .ok()
+            .flatten()
     };
-    match ingestor.ingest(file, ctx).await {
-        Ok(stored) => Outcome::Stored {
-            id,
+    match ingestor.ingest_identified(file, ctx).await {
+        Ok((stored, id)) => Outcome::Stored {
+            id: Identity {
+                sop_class: Some(id.sop_class_uid),
+                sop_instance: Some(id.sop_instance_uid),
+                study: Some(id.study_instance_uid),
+                series: Some(id.series_instance_uid),
+            },
             duplicate: stored == Stored::Duplicate,
         },
         Err(e) => {
+            let id = meta_id.unwrap_or_default();
             let reason = failure_reason_for(&e);
             if e.is_rejection() {
                 tracing::debug!(code = e.code(), "STOW-RS part rejected");
