@@ -1,6 +1,10 @@
-//! The HTTP server (poem): `/health`, `/metrics`, DICOMweb under `/dicom-web`, and the
-//! OpenAPI API under `/api`
-//! (spec at `/api/openapi.json`, Swagger UI at `/api/docs`).
+//! The HTTP server (poem): `/health`, `/metrics`, DICOMweb under `/dicom-web`, the
+//! OpenAPI API under `/api` (spec at `/api/openapi.json`, Swagger UI at `/api/docs`);
+//! the web viewer at `/viewer` when `[http] viewer_dir` is set; CORS per
+//! `[http] cors_origins`.
+
+pub mod cors;
+pub mod viewer;
 
 use std::net::SocketAddr;
 
@@ -22,7 +26,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let health = crate::api::service(state.clone()).server("/");
-    Route::new()
+    let route = Route::new()
         .nest("/api/openapi.json", spec)
         .nest("/api/docs", docs)
         .nest("/api", api)
@@ -32,8 +36,26 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
             "/wado",
             crate::dicomweb::gate(get(crate::dicomweb::wado_uri::wado)),
         )
-        .nest("/", health)
+        .nest("/", health);
+    with_viewer(route, &state.config.http.viewer_dir)
+        .with(cors::ScopedCors(cors::policy(
+            &state.config.http.cors_origins,
+        )))
         .data(state)
+}
+
+/// Mount the viewer at [`viewer::MOUNT`] when a viewer directory is configured.
+fn with_viewer(route: Route, dir: &str) -> Route {
+    if dir.is_empty() {
+        return route;
+    }
+    if !std::path::Path::new(dir).join("index.html").is_file() {
+        tracing::warn!(
+            viewer_dir = dir,
+            "viewer_dir has no index.html; /viewer will answer 404"
+        );
+    }
+    route.nest(viewer::MOUNT, viewer::Viewer::new(dir))
 }
 
 /// A bound HTTP server.

@@ -196,3 +196,45 @@ pub fn identifier(level: &str, keys: &[(dicom_core::Tag, VR, &str)]) -> InMemDic
     }
     obj
 }
+
+/// Replace the pixel data of `obj` with `frames` frames of `rows`×`cols` 16-bit values
+/// `f(frame, row, col)` (and Rows, Columns, Number of Frames when more than one).
+pub fn set_pixels(
+    obj: &mut InMemDicomObject,
+    rows: u16,
+    cols: u16,
+    frames: u32,
+    f: impl Fn(u32, u32, u32) -> u16,
+) {
+    let mut pixels = Vec::with_capacity(frames as usize * rows as usize * cols as usize);
+    for k in 0..frames {
+        for r in 0..rows as u32 {
+            for c in 0..cols as u32 {
+                pixels.push(f(k, r, c));
+            }
+        }
+    }
+    obj.put(DataElement::new(
+        tags::ROWS,
+        VR::US,
+        PrimitiveValue::from(rows),
+    ));
+    obj.put(DataElement::new(
+        tags::COLUMNS,
+        VR::US,
+        PrimitiveValue::from(cols),
+    ));
+    if frames > 1 {
+        obj.put(s(tags::NUMBER_OF_FRAMES, VR::IS, &frames.to_string()));
+    }
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U16(pixels.into()),
+    ));
+}
+
+/// Replace (or add) one text attribute.
+pub fn set_str(obj: &mut InMemDicomObject, tag: dicom_core::Tag, vr: VR, v: &str) {
+    obj.put(s(tag, vr, v));
+}
