@@ -66,6 +66,10 @@ pub async fn open_state(config: Config) -> Result<AppState, StartError> {
 
     let metrics = Arc::new(Metrics::new());
     let repo = IndexRepo::new(conn);
+    let folded = repo.backfill_fuzzy_names().await?;
+    if folded > 0 {
+        tracing::info!(rows = folded, "person names folded for fuzzy matching");
+    }
     let ingestor = Ingestor::new(
         store.clone(),
         repo.clone(),
