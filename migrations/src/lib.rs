@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_index;
 mod m20261122_000002_counters;
 mod m20261202_000003_dicomweb;
+mod m20261202_000004_sequences;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_index::Migration),
             Box::new(m20261122_000002_counters::Migration),
             Box::new(m20261202_000003_dicomweb::Migration),
+            Box::new(m20261202_000004_sequences::Migration),
         ]
     }
 }

@@ -54,6 +54,22 @@ pub struct InstanceRecord {
     pub metadata: Option<String>,
     /// Byte layout of the instance's large values (`ingest::layout::Layout` as JSON).
     pub layout: Option<String>,
+    /// Attributes of the items of matchable sequences (`query::sequence`).
+    pub sequence_items: Vec<SequenceValue>,
+}
+
+/// One attribute of one item of a matchable sequence (a `sequence_item` row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequenceValue {
+    /// Owning level: 2 = study, 3 = series.
+    pub level: i16,
+    /// `(group << 16) | element` of the sequence.
+    pub sequence_tag: i64,
+    /// Item number, from 0.
+    pub item: i32,
+    /// `(group << 16) | element` of the item attribute.
+    pub attr_tag: i64,
+    pub value: String,
 }
 
 /// Normalised form of a person name for case-insensitive matching: each character

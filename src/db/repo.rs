@@ -17,7 +17,7 @@ use sea_orm::{
 };
 use tokio::sync::Mutex;
 
-use super::entities::{instance, patient, series, study};
+use super::entities::{instance, patient, sequence_item, series, study};
 use super::record::{fuzzy_person_name, normalize_person_name, InstanceRecord};
 use super::DbError;
 use crate::config::DuplicatePolicy;
@@ -334,7 +334,10 @@ async fn insert_in_txn(
     }
 
     let (patient, _) = upsert_patient(txn, rec, now).await?;
-    let (study, _) = upsert_study(txn, rec, patient.id, now).await?;
+    let (study, study_created) = upsert_study(txn, rec, patient.id, now).await?;
+    if study_created {
+        insert_sequence_items(txn, rec, 2, study.id).await?;
+    }
     let mut consistent = true;
     if study.patient_fk != patient.id {
         consistent = false;
@@ -343,7 +346,10 @@ async fn insert_in_txn(
             "study is already indexed under another patient; the instance joins the existing study"
         );
     }
-    let (series, _) = upsert_series(txn, rec, study.id, now).await?;
+    let (series, series_created) = upsert_series(txn, rec, study.id, now).await?;
+    if series_created {
+        insert_sequence_items(txn, rec, 3, series.id).await?;
+    }
     if series.study_fk != study.id {
         consistent = false;
         tracing::warn!(
@@ -366,6 +372,35 @@ async fn insert_in_txn(
         return Ok((InsertOutcome::Duplicate, None));
     }
     Ok((outcome, consistent.then_some(series.id)))
+}
+
+/// The sequence items of a new study (`level` 2) or series (3), from its first instance.
+async fn insert_sequence_items(
+    txn: &DatabaseTransaction,
+    rec: &InstanceRecord,
+    level: i16,
+    owner_fk: i64,
+) -> Result<(), DbError> {
+    let rows: Vec<sequence_item::ActiveModel> = rec
+        .sequence_items
+        .iter()
+        .filter(|v| v.level == level)
+        .map(|v| sequence_item::ActiveModel {
+            level: Set(level),
+            owner_fk: Set(owner_fk),
+            sequence_tag: Set(v.sequence_tag),
+            item: Set(v.item),
+            attr_tag: Set(v.attr_tag),
+            value: Set(v.value.clone()),
+            ..Default::default()
+        })
+        .collect();
+    if !rows.is_empty() {
+        sequence_item::Entity::insert_many(rows)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn upsert_patient(

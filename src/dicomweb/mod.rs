@@ -16,6 +16,7 @@ pub mod metadata;
 pub mod multipart;
 pub mod qido;
 pub mod retrieve;
+pub mod stow;
 
 use std::net::IpAddr;
 
@@ -30,10 +31,13 @@ pub use error::{DicomWebError, WebResult};
 /// The `/dicom-web` route table.
 pub fn routes() -> impl Endpoint {
     let r = Route::new()
-        .at("/studies", get(qido::studies))
+        .at("/studies", get(qido::studies).post(stow::store))
         .at("/series", get(qido::all_series))
         .at("/instances", get(qido::all_instances))
-        .at("/studies/:study", get(retrieve::get_study))
+        .at(
+            "/studies/:study",
+            get(retrieve::get_study).post(stow::store_in_study),
+        )
         .at("/studies/:study/metadata", get(metadata::study_metadata))
         .at("/studies/:study/series", get(qido::study_series))
         .at("/studies/:study/instances", get(qido::study_instances))

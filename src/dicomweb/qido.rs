@@ -15,6 +15,7 @@ use super::{check_uid_param, DicomWebError, WebResult};
 use crate::app::AppState;
 use crate::dicom_json::write_text_attribute;
 use crate::query::catalog::{self, Kind, CATALOG};
+use crate::query::sequence::{self, SeqAttr, SeqKey};
 use crate::query::{matching, Attr, Level, Matcher, Query, QueryOptions, ResultRow};
 
 /// Attributes returned by default at each level (PS3.18 Table 10.6.3-3/4/5).
@@ -159,6 +160,38 @@ fn keyword_attr(name: &str) -> WebResult<Result<&'static Attr, Tag>> {
     Ok(catalog::by_tag(tag).ok_or(tag))
 }
 
+/// `Seq.Item` (keywords or tags) naming an item key of a kept sequence; `None` for a
+/// valid but unsupported path.
+fn sequence_item(name: &str) -> WebResult<Option<(&'static SeqAttr, &'static Attr)>> {
+    let (s, i) = name.split_once('.').unwrap_or((name, ""));
+    if i.contains('.') {
+        return Ok(None); // deeper nesting: not kept
+    }
+    let seq = sequence::by_keyword(s).or_else(|| tag_of(s).ok().and_then(sequence::by_tag));
+    let Some(seq) = seq else {
+        tag_of(s)?;
+        return Ok(None);
+    };
+    let item = seq
+        .item_by_keyword(i)
+        .or_else(|| tag_of(i).ok().and_then(|t| seq.item(t)));
+    match item {
+        Some(a) => Ok(Some((seq, a))),
+        None => {
+            tag_of(i)?;
+            Ok(None)
+        }
+    }
+}
+
+/// The tag named by a keyword or eight hex digits (400 when neither).
+fn tag_of(name: &str) -> WebResult<Tag> {
+    match keyword_attr(name)? {
+        Ok(a) => Ok(a.tag),
+        Err(t) => Ok(t),
+    }
+}
+
 fn attrs_named<'a>(names: &'a [&'a str]) -> impl Iterator<Item = &'static Attr> + 'a {
     names.iter().filter_map(|n| catalog::by_keyword(n))
 }
@@ -178,6 +211,8 @@ fn parse(state: &AppState, raw_query: &str, scope: &Scope<'_>) -> WebResult<Qido
     let mut limit: Option<u64> = None;
     let mut matches: Vec<(&'static Attr, String)> = Vec::new();
     let mut unsupported: Vec<String> = Vec::new();
+    let mut seq_matches: Vec<(&'static SeqAttr, &'static Attr, String)> = Vec::new();
+    let mut seq_includes: Vec<&'static SeqAttr> = Vec::new();
 
     for (k, v) in url::form_urlencoded::parse(raw_query.as_bytes()) {
         match k.as_ref() {
@@ -187,11 +222,15 @@ fn parse(state: &AppState, raw_query: &str, scope: &Scope<'_>) -> WebResult<Qido
                         include_all = true;
                         continue;
                     }
-                    match keyword_attr(name).map_err(|_| {
+                    let bad = |_| {
                         DicomWebError::param("includefield", "not a known attribute keyword or tag")
-                    })? {
+                    };
+                    match keyword_attr(name).map_err(bad)? {
                         Ok(a) => includes.push(a),
-                        Err(_) => unsupported.push(name.to_string()),
+                        Err(t) => match sequence::by_tag(t) {
+                            Some(seq) => seq_includes.push(seq),
+                            None => unsupported.push(name.to_string()),
+                        },
                     }
                 }
             }
@@ -220,9 +259,16 @@ fn parse(state: &AppState, raw_query: &str, scope: &Scope<'_>) -> WebResult<Qido
             }
             // Content negotiation, handled elsewhere.
             "accept" | "charset" => {}
+            name if name.contains('.') => match sequence_item(name)? {
+                Some((seq, item)) => seq_matches.push((seq, item, v.into_owned())),
+                None => unsupported.push(name.to_string()),
+            },
             name => match keyword_attr(name)? {
                 Ok(a) => matches.push((a, v.into_owned())),
-                Err(_) => unsupported.push(name.to_string()),
+                Err(_) => match sequence::by_tag(tag_of(name)?) {
+                    Some(seq) => seq_includes.push(seq),
+                    None => unsupported.push(name.to_string()),
+                },
             },
         }
     }
@@ -250,6 +296,51 @@ fn parse(state: &AppState, raw_query: &str, scope: &Scope<'_>) -> WebResult<Qido
             })?
         };
         query.add(attr, matcher);
+    }
+    // Sequence keys: matching item keys (`Seq.Item=value`) and whole sequences to return.
+    for (seq, attr, value) in seq_matches {
+        if seq.level > scope.level {
+            return Err(DicomWebError::param(
+                seq.keyword,
+                "attribute is below the level searched",
+            ));
+        }
+        let m = matching::parse(attr, &value).map_err(|e| match e {
+            crate::query::QueryError::BadValue { reason, .. } => {
+                DicomWebError::param(format!("{}.{}", seq.keyword, attr.keyword), reason)
+            }
+            other => other.into(),
+        })?;
+        match query.sequences.iter_mut().find(|k| k.seq.tag == seq.tag) {
+            Some(k) => k.items.push((attr, m)),
+            None => query.sequences.push(SeqKey {
+                seq,
+                items: vec![(attr, m)],
+            }),
+        }
+    }
+    if include_all {
+        seq_includes.extend(sequence::SEQUENCES.iter());
+    }
+    for seq in seq_includes {
+        if seq.level > scope.level {
+            continue;
+        }
+        let key = match query.sequences.iter_mut().find(|k| k.seq.tag == seq.tag) {
+            Some(k) => k,
+            None => {
+                query.sequences.push(SeqKey {
+                    seq,
+                    items: Vec::new(),
+                });
+                query.sequences.last_mut().expect("just pushed")
+            }
+        };
+        for a in seq.items {
+            if !key.items.iter().any(|(b, _)| b.tag == a.tag) {
+                key.items.push((a, Matcher::Universal));
+            }
+        }
     }
     let uid = |tag| catalog::by_tag(tag).expect("unique keys are in the catalogue");
     if let Some(s) = scope.study {
@@ -372,6 +463,9 @@ fn render(out: &mut String, query: &Query, row: &ResultRow, base: &str) {
         .iter()
         .map(|a| (a.tag, a.vr, row.get(a).map(str::to_string)))
         .collect();
+    for key in &query.sequences {
+        attrs.push((key.seq.tag, dicom_core::VR::SQ, None));
+    }
     attrs.push((
         tags::SPECIFIC_CHARACTER_SET,
         dicom_core::VR::CS,
@@ -390,7 +484,50 @@ fn render(out: &mut String, query: &Query, row: &ResultRow, base: &str) {
         if n > 0 {
             out.push(',');
         }
-        write_text_attribute(out, *tag, *vr, value.as_deref());
+        if *vr == dicom_core::VR::SQ {
+            write_sequence(out, query, row, *tag);
+        } else {
+            write_text_attribute(out, *tag, *vr, value.as_deref());
+        }
+    }
+    out.push('}');
+}
+
+/// A returned sequence: its stored items with the key's item attributes.
+fn write_sequence(out: &mut String, query: &Query, row: &ResultRow, tag: Tag) {
+    use std::fmt::Write;
+    let _ = write!(
+        out,
+        "\"{:04X}{:04X}\":{{\"vr\":\"SQ\"",
+        tag.group(),
+        tag.element()
+    );
+    let key = query.sequences.iter().find(|k| k.seq.tag == tag);
+    let stored = row.sequences.iter().find(|s| s.seq.tag == tag);
+    if let (Some(key), Some(stored)) = (key, stored) {
+        if !stored.items.is_empty() {
+            out.push_str(",\"Value\":[");
+            for (n, values) in stored.items.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                out.push('{');
+                let mut attrs: Vec<_> = key.items.iter().map(|(a, _)| *a).collect();
+                attrs.sort_by_key(|a| a.tag);
+                for (m, a) in attrs.iter().enumerate() {
+                    if m > 0 {
+                        out.push(',');
+                    }
+                    let v = values
+                        .iter()
+                        .find(|(t, _)| *t == a.tag)
+                        .map(|(_, v)| v.as_str());
+                    write_text_attribute(out, a.tag, a.vr, v);
+                }
+                out.push('}');
+            }
+            out.push(']');
+        }
     }
     out.push('}');
 }

@@ -185,5 +185,6 @@ pub fn record_from_object(
         source_ae: ctx.source_ae.clone(),
         metadata: None,
         layout: None,
+        sequence_items: crate::query::sequence::extract(obj),
     })
 }

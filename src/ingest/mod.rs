@@ -104,6 +104,15 @@ pub enum Stored {
     Replaced { blob_key: BlobKey },
 }
 
+/// The UIDs of an accepted instance (valid per PS3.5 §9.1, so safe to echo).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceIdentity {
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub study_instance_uid: String,
+    pub series_instance_uid: String,
+}
+
 /// The ingest service shared by every surface.
 #[derive(Clone)]
 pub struct Ingestor {
@@ -148,16 +157,26 @@ impl Ingestor {
     /// Store one complete spooled Part 10 object. The spool file is consumed (and
     /// deleted) whatever the outcome.
     pub async fn ingest(&self, file: SpoolFile, ctx: IngestContext) -> Result<Stored, IngestError> {
+        self.ingest_identified(file, ctx).await.map(|(s, _)| s)
+    }
+
+    /// [`Ingestor::ingest`], also returning the identity of the accepted instance (for
+    /// responses that name it, e.g. STOW-RS), so callers need not parse it again.
+    pub async fn ingest_identified(
+        &self,
+        file: SpoolFile,
+        ctx: IngestContext,
+    ) -> Result<(Stored, InstanceIdentity), IngestError> {
         let started = Instant::now();
         let result = self.ingest_inner(file, ctx).await;
         match &result {
-            Ok(Stored::New { .. } | Stored::Replaced { .. }) => {
+            Ok((Stored::New { .. } | Stored::Replaced { .. }, _)) => {
                 self.metrics.instances_stored.inc();
                 self.metrics
                     .ingest_seconds
                     .observe(started.elapsed().as_secs_f64());
             }
-            Ok(Stored::Duplicate) => {}
+            Ok((Stored::Duplicate, _)) => {}
             Err(e) => {
                 self.metrics
                     .ingest_failures
@@ -172,7 +191,7 @@ impl Ingestor {
         &self,
         file: SpoolFile,
         ctx: IngestContext,
-    ) -> Result<Stored, IngestError> {
+    ) -> Result<(Stored, InstanceIdentity), IngestError> {
         // Parse and validate off the async runtime.
         let threshold = self.bulk_threshold;
         let (file, record) = tokio::task::spawn_blocking(move || {
@@ -182,6 +201,12 @@ impl Ingestor {
         .await
         .map_err(|e| IngestError::Io(e.to_string()))?;
         let record = record?;
+        let id = InstanceIdentity {
+            sop_class_uid: record.sop_class_uid.clone(),
+            sop_instance_uid: record.sop_instance_uid.clone(),
+            study_instance_uid: record.study_instance_uid.clone(),
+            series_instance_uid: record.series_instance_uid.clone(),
+        };
 
         if self.policy == DuplicatePolicy::Keep
             && self
@@ -190,7 +215,7 @@ impl Ingestor {
                 .await?
                 .is_some()
         {
-            return Ok(Stored::Duplicate);
+            return Ok((Stored::Duplicate, id));
         }
 
         let key = self.store.instance_key(
@@ -208,18 +233,18 @@ impl Ingestor {
         {
             Ok(InsertOutcome::Inserted) => {
                 self.metrics.bytes_stored.inc_by(size);
-                Ok(Stored::New { blob_key: key })
+                Ok((Stored::New { blob_key: key }, id))
             }
             Ok(InsertOutcome::Duplicate) => {
                 self.store.delete(&key).await?;
-                Ok(Stored::Duplicate)
+                Ok((Stored::Duplicate, id))
             }
             Ok(InsertOutcome::Replaced { old_blob_key }) => {
                 self.metrics.bytes_stored.inc_by(size);
                 if let Err(e) = self.store.delete(&BlobKey(old_blob_key)).await {
                     tracing::warn!(error = %e, "replaced object's old blob could not be deleted");
                 }
-                Ok(Stored::Replaced { blob_key: key })
+                Ok((Stored::Replaced { blob_key: key }, id))
             }
             Err(e) => {
                 if let Err(del) = self.store.delete(&key).await {

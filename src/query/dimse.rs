@@ -61,6 +61,14 @@ pub fn parse_identifier(
             query.unsupported.push((tag, el.header().vr));
             continue;
         }
+        if let Some(seq) = super::sequence::by_tag(tag) {
+            if seq.level > level {
+                return Err(QueryError::KeyBelowLevel(seq.keyword));
+            }
+            let key = parse_sequence_key(seq, el, &mut query)?;
+            query.sequences.push(key);
+            continue;
+        }
         match catalog::by_tag(tag) {
             Some(attr) => {
                 // In the Study Root model patient keys are study-level keys.
@@ -124,6 +132,47 @@ pub fn parse_identifier(
     Ok(query)
 }
 
+/// A sequence key: the item keys of its first item (all of them when it has none).
+fn parse_sequence_key(
+    seq: &'static super::sequence::SeqAttr,
+    el: &DataElement<InMemDicomObject>,
+    query: &mut Query,
+) -> Result<super::sequence::SeqKey, QueryError> {
+    let mut items = Vec::new();
+    match el.value() {
+        Value::Sequence(s) => {
+            if let Some(first) = s.items().first() {
+                for ie in first.iter() {
+                    let t = ie.header().tag;
+                    match seq.item(t) {
+                        Some(a) => items.push((a, matching::parse(a, &text_of(ie))?)),
+                        None => {
+                            // An item key Glia does not keep: matches nothing it could
+                            // check, so the query is answered as if it were universal.
+                            query.unsupported_matching |= !text_of(ie).trim().is_empty();
+                        }
+                    }
+                }
+            }
+        }
+        Value::Primitive(p) if p.multiplicity() == 0 => {}
+        _ => {
+            return Err(QueryError::BadValue {
+                keyword: seq.keyword,
+                reason: "not a sequence".into(),
+            })
+        }
+    }
+    if items.is_empty() {
+        items = seq
+            .items
+            .iter()
+            .map(|a| (a, super::Matcher::Universal))
+            .collect();
+    }
+    Ok(super::sequence::SeqKey { seq, items })
+}
+
 fn element(tag: Tag, vr: VR, value: Option<&str>) -> DataElement<InMemDicomObject> {
     match value {
         None => DataElement::empty(tag, vr),
@@ -146,6 +195,30 @@ pub fn render(query: &Query, row: &ResultRow, retrieve_ae: &str) -> InMemDicomOb
     ));
     for attr in &query.returns {
         obj.put(element(attr.tag, attr.vr, row.get(attr)));
+    }
+    for key in &query.sequences {
+        let stored = row.sequences.iter().find(|s| s.seq.tag == key.seq.tag);
+        let items: Vec<InMemDicomObject> = stored
+            .map(|s| s.items.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|values| {
+                let mut item = InMemDicomObject::new_empty();
+                for (attr, _) in &key.items {
+                    let v = values
+                        .iter()
+                        .find(|(t, _)| *t == attr.tag)
+                        .map(|(_, v)| v.as_str());
+                    item.put(element(attr.tag, attr.vr, v));
+                }
+                item
+            })
+            .collect();
+        obj.put(DataElement::new(
+            key.seq.tag,
+            VR::SQ,
+            dicom_core::value::DataSetSequence::from(items),
+        ));
     }
     for (tag, vr) in &query.unsupported {
         let value = match *tag {

@@ -7,6 +7,7 @@ use sea_orm::sea_query::{
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult};
 
 use super::catalog::{Kind, CATALOG};
+use super::sequence::SeqValue;
 use super::{Attr, Level, Matcher, Query, QueryError};
 use crate::db::repo::StoredInstance;
 
@@ -17,9 +18,23 @@ use crate::db::repo::StoredInstance;
 pub struct ResultRow {
     values: Vec<(&'static Attr, Option<String>)>,
     pub instance: Option<StoredInstance>,
+    /// Row ids of the result's study and series (only read when a query returns
+    /// sequences, which are looked up by them).
+    owner_ids: [Option<i64>; 2],
+    /// Returned sequences (one per sequence key of the query).
+    pub sequences: Vec<SeqValue>,
 }
 
 impl ResultRow {
+    /// The row id of the result's study or series, when it was read.
+    pub fn owner_id(&self, level: Level) -> Option<i64> {
+        match level {
+            Level::Study => self.owner_ids[0],
+            Level::Series => self.owner_ids[1],
+            _ => None,
+        }
+    }
+
     /// The value of an attribute (`None` when empty or not at this level).
     pub fn get(&self, attr: &Attr) -> Option<&str> {
         self.values
@@ -29,7 +44,7 @@ impl ResultRow {
     }
 }
 
-fn col(column: &str) -> Expr {
+pub(super) fn col(column: &str) -> Expr {
     let (t, c) = column.split_once('.').expect("alias.column");
     Expr::col((Alias::new(t), Alias::new(c)))
 }
@@ -49,6 +64,12 @@ fn like_literal(v: &str) -> String {
     v.replace('!', "!!").replace('%', "!%").replace('_', "!_")
 }
 
+/// The SQL condition of one matcher on `column` (a key's own column, or an item
+/// value column of `sequence_item`).
+pub(super) fn condition_on(column: &str, attr: &Attr, m: &Matcher) -> SimpleExpr {
+    condition_impl(column, false, attr, m)
+}
+
 fn condition(attr: &Attr, m: &Matcher, case_insensitive_names: bool) -> SimpleExpr {
     if let (Matcher::Fuzzy(words), Kind::PersonName { fuzzy_column, .. }) = (m, attr.kind) {
         let mut all = Cond::all();
@@ -62,6 +83,10 @@ fn condition(attr: &Attr, m: &Matcher, case_insensitive_names: bool) -> SimpleEx
         Kind::PersonName { norm_column, .. } if case_insensitive_names => (norm_column, true),
         _ => (attr.column, false),
     };
+    condition_impl(column, upper, attr, m)
+}
+
+fn condition_impl(column: &str, upper: bool, attr: &Attr, m: &Matcher) -> SimpleExpr {
     let norm = |v: &str| {
         if upper {
             v.to_uppercase()
@@ -87,7 +112,7 @@ fn condition(attr: &Attr, m: &Matcher, case_insensitive_names: bool) -> SimpleEx
                     format!("%\\{lit}"),
                     format!("%\\{lit}\\%"),
                 ] {
-                    any = any.add(col(attr.column).like(LikeExpr::new(p).escape('!')));
+                    any = any.add(col(column).like(LikeExpr::new(p).escape('!')));
                 }
             }
             any.into()
@@ -166,6 +191,17 @@ pub fn build(query: &Query, max_rows: Option<u64>) -> SelectStatement {
         q.expr_as(col("i.blob_key"), Alias::new("blob_key"));
         q.expr_as(col("i.size_bytes"), Alias::new("size_bytes"));
     }
+    if !query.sequences.is_empty() {
+        q.expr_as(col("st.id"), Alias::new("owner_study"));
+        if query.level >= Level::Series {
+            q.expr_as(col("se.id"), Alias::new("owner_series"));
+        }
+    }
+    for key in &query.sequences {
+        if let Some(e) = super::sequence::condition(key) {
+            q.and_where(e);
+        }
+    }
     let combined = if query.options.combined_datetime {
         combined_datetime(query)
     } else {
@@ -204,7 +240,7 @@ pub fn build(query: &Query, max_rows: Option<u64>) -> SelectStatement {
     q
 }
 
-fn read_row(row: &QueryResult, level: Level) -> Result<ResultRow, QueryError> {
+fn read_row(row: &QueryResult, level: Level, owners: bool) -> Result<ResultRow, QueryError> {
     let mut values = Vec::new();
     for (i, a) in selected(level) {
         let name = format!("c{i}");
@@ -237,7 +273,24 @@ fn read_row(row: &QueryResult, level: Level) -> Result<ResultRow, QueryError> {
     } else {
         None
     };
-    Ok(ResultRow { values, instance })
+    let owner_ids = if owners {
+        [
+            row.try_get::<Option<i64>>("", "owner_study")?,
+            if level >= Level::Series {
+                row.try_get::<Option<i64>>("", "owner_series")?
+            } else {
+                None
+            },
+        ]
+    } else {
+        [None, None]
+    };
+    Ok(ResultRow {
+        values,
+        instance,
+        owner_ids,
+        sequences: Vec::new(),
+    })
 }
 
 /// The instances a retrieve (C-MOVE, C-GET, WADO) addresses: the query's conditions at
@@ -373,7 +426,13 @@ pub async fn execute(
             return Err(QueryError::TooManyMatches(m));
         }
     }
-    rows.iter().map(|r| read_row(r, query.level)).collect()
+    let owners = !query.sequences.is_empty();
+    let mut rows = rows
+        .iter()
+        .map(|r| read_row(r, query.level, owners))
+        .collect::<Result<Vec<_>, _>>()?;
+    super::sequence::fill(db, &query.sequences, &mut rows).await?;
+    Ok(rows)
 }
 
 #[cfg(test)]

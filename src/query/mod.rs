@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod dimse;
 pub mod exec;
 pub mod matching;
+pub mod sequence;
 
 use dicom_core::Tag;
 
@@ -95,6 +96,8 @@ pub struct Query {
     pub unsupported: Vec<(Tag, dicom_core::VR)>,
     /// Whether an unsupported key carried a matching value (C-FIND status 0xFF01).
     pub unsupported_matching: bool,
+    /// Sequence keys (sequence matching, one level of items).
+    pub sequences: Vec<sequence::SeqKey>,
     pub limit: Option<u64>,
     pub offset: u64,
     pub options: QueryOptions,
@@ -108,6 +111,7 @@ impl Query {
             returns: Vec::new(),
             unsupported: Vec::new(),
             unsupported_matching: false,
+            sequences: Vec::new(),
             limit: None,
             offset: 0,
             options: QueryOptions::default(),

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod gen;
+pub mod http;
 pub mod scu;
 
 use std::path::{Path, PathBuf};

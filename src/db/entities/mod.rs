@@ -3,5 +3,6 @@
 
 pub mod instance;
 pub mod patient;
+pub mod sequence_item;
 pub mod series;
 pub mod study;
