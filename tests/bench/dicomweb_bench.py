@@ -149,20 +149,27 @@ class Client:
         self.name, self.port = name, port
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         self.reconnects = 0
+        self.stale = 0
         self._sock = None
 
     def call(self, method: str, path: str, headers: dict, body: bytes | None = None):
         """-> (status, headers with lower-case names, body, seconds to the last byte)."""
-        t0 = time.perf_counter()
-        try:
-            self.conn.request(method, "/dicom-web" + path, body=body, headers=headers)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered (and closed) before reading the whole body
-        try:
-            r = self.conn.getresponse()
-        except (http.client.HTTPException, ConnectionError):
-            self.conn.close()
-            raise
+        for attempt in (1, 2):
+            t0 = time.perf_counter()
+            try:
+                self.conn.request(method, "/dicom-web" + path, body=body, headers=headers)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server answered (and closed) before reading the whole body
+            try:
+                r = self.conn.getresponse()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError):
+                # A kept-alive connection the server had closed while idle: nothing was
+                # processed; retry once on a new connection (timed from the retry).
+                self.conn.close()
+                self.stale += 1
+                if attempt == 2:
+                    raise
         data = r.read()
         secs = time.perf_counter() - t0
         if self._sock is not None and self.conn.sock is not self._sock:
@@ -249,7 +256,7 @@ class Orthanc:
         if not os.path.exists(ORTHANC_DICOMWEB):
             raise SystemExit(f"{ORTHANC_DICOMWEB} missing (apt-get install orthanc orthanc-dicomweb)")
         extra = {"Plugins": [ORTHANC_DICOMWEB], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-                 "KeepAlive": True, "TcpNoDelay": True}
+                 "KeepAlive": True, "KeepAliveTimeout": 60, "TcpNoDelay": True}
         self.proc, self.dport, self.hport, self.tmp = qb.start_orthanc({}, extra)
 
     def count(self) -> int:
@@ -568,7 +575,7 @@ def main() -> int:
     stow = measure_stow(clients, files0, args.runs, problems)
     results["stow"] = stow
     up_after = uptime()
-    reconnects = {k: c.reconnects for k, c in clients.items()}
+    reconnects = {k: f"{c.reconnects} (stale {c.stale})" for k, c in clients.items()}
     for c in clients.values():
         c.close()
     rss = {"glia": sb.proc_status(glia.proc.pid, "VmHWM") / 1024,
