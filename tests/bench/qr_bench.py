@@ -116,7 +116,8 @@ def orthanc_binary() -> str:
     raise SystemExit("Orthanc missing (apt-get install orthanc)")
 
 
-def start_orthanc(modalities: dict):
+def start_orthanc(modalities: dict, extra: dict | None = None):
+    """A fresh Orthanc on free loopback ports; `extra` is merged into its JSON config."""
     tmp = CLEAN.tempdir("orthanc-qrbench-")
     dport, hport = sb.free_port(), sb.free_port()
     cfg = {
@@ -126,6 +127,7 @@ def start_orthanc(modalities: dict):
         "DicomAlwaysAllowFind": True, "DicomAlwaysAllowMove": True, "DicomAlwaysAllowStore": True,
         "DicomCheckCalledAet": False, "StorageCompression": False, "Plugins": [],
         "DicomModalities": modalities,
+        **(extra or {}),
     }
     (tmp / "orthanc.json").write_text(json.dumps(cfg))
     env = sb.dcmtk_env()
@@ -138,10 +140,10 @@ def start_orthanc(modalities: dict):
     return p, dport, hport, tmp
 
 
-def peers_dataset(cache: Path) -> Path:
+def peers_dataset(cache: Path, studies: int = 10, slices: int = 40, size: int = 256) -> Path:
     """The store_bench 10x4x40 set with PatientName rewritten per study (NAMES)."""
-    root, files = sb.dataset(cache, 10, 40, 256)
-    out = cache / "qr-mr-10x4x40-256"
+    root, files = sb.dataset(cache, studies, slices, size)
+    out = cache / f"qr-mr-{studies}x4x{slices}-{size}"
     if (out / "COMPLETE").exists():
         return out / "all"
     import pydicom
