@@ -347,6 +347,19 @@ async fn insert_in_txn(
         );
     }
     let (series, series_created) = upsert_series(txn, rec, study.id, now).await?;
+    // Lock order: every path takes series, then study, then patient rows (the order of
+    // the counter triggers of an instance INSERT), so concurrent stores into one study
+    // never deadlock — PostgreSQL would find a deadlock only after `deadlock_timeout`
+    // (1 s) and the retry would cost as much again. A series this transaction did not
+    // create may be written by a concurrent one-INSERT store: take its row now, before
+    // the instance INSERT's trigger reaches the study. (NO KEY UPDATE: what the
+    // trigger's UPDATE takes; it does not block foreign-key checks.)
+    if !series_created && txn.get_database_backend() == DbBackend::Postgres {
+        series::Entity::find_by_id(series.id)
+            .lock(sea_orm::sea_query::LockType::NoKeyUpdate)
+            .one(txn)
+            .await?;
+    }
     if series_created {
         insert_sequence_items(txn, rec, 3, series.id).await?;
     }
@@ -461,12 +474,8 @@ async fn upsert_study(
     now: chrono::DateTime<Utc>,
 ) -> Result<(study::Model, bool), DbError> {
     let find = || {
-        let q = study::Entity::find()
-            .filter(study::Column::StudyInstanceUid.eq(&rec.study_instance_uid));
-        match txn.get_database_backend() {
-            DbBackend::Postgres => q.lock_exclusive(),
-            _ => q,
-        }
+        // Not locked here: see the lock order in `insert_in_txn`.
+        study::Entity::find().filter(study::Column::StudyInstanceUid.eq(&rec.study_instance_uid))
     };
     let mut created = false;
     if find().one(txn).await?.is_none() {

@@ -17,8 +17,12 @@ use crate::store::{BlobKey, BlobStore};
 
 /// Objects up to this size are read whole (one request); larger ones are streamed.
 const WHOLE_READ_MAX: i64 = 16 << 20;
-/// Blobs fetched ahead of the one being sent.
-const PREFETCH: usize = 4;
+/// Blobs fetched ahead of the one being sent: many for small objects (object storage
+/// answers each GET after a round trip), few for large ones (memory).
+const PREFETCH_SMALL: usize = 16;
+const PREFETCH_LARGE: usize = 4;
+/// Objects up to this size count as small for prefetching.
+const SMALL_OBJECT: i64 = 1 << 20;
 
 #[handler]
 pub async fn get_study(
@@ -70,9 +74,17 @@ async fn send(
     }
     let base = super::base_url(req);
     let store = state.store.clone();
+    let prefetch = if plans
+        .iter()
+        .all(|(i, _)| i.stored.size_bytes <= SMALL_OBJECT)
+    {
+        PREFETCH_SMALL
+    } else {
+        PREFETCH_LARGE
+    };
     let parts = stream::iter(plans)
         .map(move |(inst, choice)| part(store.clone(), base.clone(), inst, choice))
-        .buffered(PREFETCH)
+        .buffered(prefetch)
         .boxed();
     Ok(multipart::response(
         parts,
