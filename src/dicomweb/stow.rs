@@ -37,9 +37,6 @@ pub const SOURCE_LABEL: &str = "STOW-RS";
 /// How many spooled parts are ingested at once (parse, blob put and index commit
 /// overlap across parts; the index serialises what it must).
 pub const INGEST_CONCURRENCY: usize = 4;
-/// Parts up to this size are held in memory while they arrive and written to the
-/// spool in one go; larger ones are streamed to it.
-const PART_IN_MEMORY_MAX: usize = 8 << 20;
 
 /// The request media type (PS3.18 §10.5.1.1).
 const MULTIPART_RELATED: &str = "multipart/related";
@@ -270,58 +267,37 @@ async fn receive(
         .map_err(|e| multipart_error(e, limit))?
     {
         let mut writer = None;
-        let mut rejected =
-            (!is_dicom_part(field.headers())).then_some(failure_reason::CANNOT_UNDERSTAND);
-        // Small parts are held while they arrive (one spool write at the end); a part
-        // growing past PART_IN_MEMORY_MAX is streamed to a spool file from then on.
-        let mut held: Vec<bytes::Bytes> = Vec::new();
-        let mut held_len = 0usize;
+        let mut rejected = None;
+        if is_dicom_part(field.headers()) {
+            match spool.create().await {
+                Ok(w) => writer = Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "STOW-RS: spool unavailable");
+                    rejected = Some(failure_reason::OUT_OF_RESOURCES);
+                }
+            }
+        } else {
+            rejected = Some(failure_reason::CANNOT_UNDERSTAND);
+        }
         // Read the part to its end even when it is not kept.
         while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
-            if rejected.is_some() {
-                continue;
-            }
-            if writer.is_none() && held_len + chunk.len() <= PART_IN_MEMORY_MAX {
-                held_len += chunk.len();
-                held.push(chunk);
-                continue;
-            }
-            if writer.is_none() {
-                match spool.create().await {
-                    Ok(w) => writer = Some(w),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "STOW-RS: spool unavailable");
-                        rejected = Some(failure_reason::OUT_OF_RESOURCES);
-                        continue;
-                    }
-                }
-            }
             if let Some(w) = writer.as_mut() {
-                let mut result = Ok(());
-                for c in held.drain(..).chain(std::iter::once(chunk)) {
-                    result = result.and(w.write(&c).await);
-                }
-                if let Err(e) = result {
+                if let Err(e) = w.write(&chunk).await {
                     tracing::warn!(error = %e, "STOW-RS: spool write failed");
                     writer = None;
                     rejected = Some(failure_reason::OUT_OF_RESOURCES);
                 }
             }
         }
-        let spooled = match (rejected, writer) {
-            (Some(reason), _) => Err(reason),
-            (None, Some(w)) => w.finish().await.map_err(|e| {
-                tracing::warn!(error = %e, "STOW-RS: spool write failed");
-                failure_reason::OUT_OF_RESOURCES
-            }),
-            (None, None) => spool.write_chunks(held).await.map_err(|e| {
-                tracing::warn!(error = %e, "STOW-RS: spool unavailable");
-                failure_reason::OUT_OF_RESOURCES
-            }),
-        };
-        let part = match spooled {
-            Ok(file) => Received::Spooled(file),
-            Err(reason) => Received::Rejected(reason),
+        let part = match (writer, rejected) {
+            (Some(w), None) => match w.finish().await {
+                Ok(file) => Received::Spooled(file),
+                Err(e) => {
+                    tracing::warn!(error = %e, "STOW-RS: spool write failed");
+                    Received::Rejected(failure_reason::OUT_OF_RESOURCES)
+                }
+            },
+            (_, reason) => Received::Rejected(reason.unwrap_or(failure_reason::OUT_OF_RESOURCES)),
         };
         parts.push(part);
     }

@@ -60,29 +60,6 @@ impl Spool {
         })
     }
 
-    /// Write a whole object, given as the chunks it arrived in, into a new spool file
-    /// with one blocking call (for objects small enough to hold while they arrive).
-    pub async fn write_chunks(&self, chunks: Vec<bytes::Bytes>) -> std::io::Result<SpoolFile> {
-        let path = self.new_path();
-        let guard = SpoolFile {
-            path: Some(path.clone()),
-        };
-        tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)?;
-            for c in &chunks {
-                f.write_all(c)?;
-            }
-            Ok::<_, std::io::Error>(())
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        Ok(guard)
-    }
-
     /// Copy an existing file into the spool (used by `glia import`).
     pub async fn copy_from(&self, src: &Path) -> std::io::Result<SpoolFile> {
         let path = self.new_path();
