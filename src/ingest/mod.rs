@@ -208,15 +208,9 @@ impl Ingestor {
             series_instance_uid: record.series_instance_uid.clone(),
         };
 
-        if self.policy == DuplicatePolicy::Keep
-            && self
-                .repo
-                .find_instance(&record.sop_instance_uid)
-                .await?
-                .is_some()
-        {
-            return Ok((Stored::Duplicate, id));
-        }
+        // No duplicate pre-check: the index write detects a duplicate atomically (the
+        // unique SOP Instance UID), and the blob put for it is then undone. That keeps
+        // new instances — nearly all of them — at one index round trip.
 
         let key = self.store.instance_key(
             &record.study_instance_uid,
