@@ -7,6 +7,7 @@ mod m20261122_000001_index;
 mod m20261122_000002_counters;
 mod m20261202_000003_dicomweb;
 mod m20261202_000004_sequences;
+mod m20261202_000005_jobs;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_counters::Migration),
             Box::new(m20261202_000003_dicomweb::Migration),
             Box::new(m20261202_000004_sequences::Migration),
+            Box::new(m20261202_000005_jobs::Migration),
         ]
     }
 }

@@ -1,8 +1,10 @@
 //! The index database: connection (SQLite with WAL, or PostgreSQL), migrations, and
 //! the repository layer (`IndexRepo`) through which every other module reads and
-//! writes the index. No other module issues SQL.
+//! writes the index, and the durable job queue (`jobs::JobQueue`). No other module
+//! issues SQL.
 
 pub mod entities;
+pub mod jobs;
 pub mod record;
 pub mod repo;
 

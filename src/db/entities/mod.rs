@@ -2,6 +2,7 @@
 //! Used only inside `db`: protocol surfaces get DTOs, never these models.
 
 pub mod instance;
+pub mod job;
 pub mod patient;
 pub mod sequence_item;
 pub mod series;
