@@ -7,11 +7,11 @@
 use std::io::Write;
 
 use poem::http::{header, StatusCode};
-use poem::web::{Data, Path};
+use poem::web::Data;
 use poem::{handler, Body, Request, Response};
 use sha2::{Digest, Sha256};
 
-use super::{resolve, DicomWebError, WebResult};
+use super::{resolve, DicomWebError, Target, WebResult};
 use crate::app::AppState;
 use crate::dicom_json::{self, JsonOptions};
 use crate::query::WebInstance;
@@ -20,41 +20,27 @@ use crate::store::BlobKey;
 /// Bodies smaller than this are not worth compressing.
 const GZIP_MIN: usize = 1024;
 
+/// Metadata of the study, series or instance the path names.
 #[handler]
-pub async fn study_metadata(
+pub async fn metadata(
     req: &Request,
-    Path(study): Path<String>,
+    target: Target,
     Data(state): Data<&AppState>,
 ) -> WebResult<Response> {
-    send(req, state, &study, None, None).await
-}
-
-#[handler]
-pub async fn series_metadata(
-    req: &Request,
-    Path((study, series)): Path<(String, String)>,
-    Data(state): Data<&AppState>,
-) -> WebResult<Response> {
-    send(req, state, &study, Some(&series), None).await
-}
-
-#[handler]
-pub async fn instance_metadata(
-    req: &Request,
-    Path((study, series, instance)): Path<(String, String, String)>,
-    Data(state): Data<&AppState>,
-) -> WebResult<Response> {
-    send(req, state, &study, Some(&series), Some(&instance)).await
-}
-
-async fn send(
-    req: &Request,
-    state: &AppState,
-    study: &str,
-    series: Option<&str>,
-    instance: Option<&str>,
-) -> WebResult<Response> {
-    let mut found = resolve(state, study, series, instance, true, false).await?;
+    let Target {
+        study,
+        series,
+        instance,
+    } = target;
+    let mut found = resolve(
+        state,
+        &study,
+        series.as_deref(),
+        instance.as_deref(),
+        true,
+        false,
+    )
+    .await?;
     let base = super::base_url(req);
 
     // The ETag names exactly what the body is made of: every instance's blob (a

@@ -41,15 +41,15 @@ pub fn routes() -> impl Endpoint {
         .at("/instances", get(qido::all_instances))
         .at(
             "/studies/:study",
-            get(retrieve::get_study).post(stow::store_in_study),
+            get(retrieve::retrieve).post(stow::store_in_study),
         )
-        .at("/studies/:study/metadata", get(metadata::study_metadata))
+        .at("/studies/:study/metadata", get(metadata::metadata))
         .at("/studies/:study/series", get(qido::study_series))
         .at("/studies/:study/instances", get(qido::study_instances))
-        .at("/studies/:study/series/:series", get(retrieve::get_series))
+        .at("/studies/:study/series/:series", get(retrieve::retrieve))
         .at(
             "/studies/:study/series/:series/metadata",
-            get(metadata::series_metadata),
+            get(metadata::metadata),
         )
         .at(
             "/studies/:study/series/:series/instances",
@@ -57,11 +57,11 @@ pub fn routes() -> impl Endpoint {
         )
         .at(
             "/studies/:study/series/:series/instances/:instance",
-            get(retrieve::get_instance),
+            get(retrieve::retrieve),
         )
         .at(
             "/studies/:study/series/:series/instances/:instance/metadata",
-            get(metadata::instance_metadata),
+            get(metadata::metadata),
         )
         .at(
             "/studies/:study/series/:series/instances/:instance/frames/:frames",
@@ -182,6 +182,26 @@ pub async fn resolve(
         }));
     }
     Ok(found)
+}
+
+/// The study, series and instance a request's path addresses (`:study`, `:series`,
+/// `:instance`), so one handler serves the study, series and instance routes.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub study: String,
+    pub series: Option<String>,
+    pub instance: Option<String>,
+}
+
+impl<'a> poem::FromRequest<'a> for Target {
+    async fn from_request(req: &'a Request, _body: &mut poem::RequestBody) -> poem::Result<Self> {
+        let param = |n: &str| req.raw_path_param(n).map(str::to_string);
+        Ok(Target {
+            study: param("study").unwrap_or_default(),
+            series: param("series"),
+            instance: param("instance"),
+        })
+    }
 }
 
 /// The shared state of a request (mounted by `http::routes`).

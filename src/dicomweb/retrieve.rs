@@ -5,12 +5,12 @@
 //! syntax cannot be produced for every addressed instance.
 
 use futures::stream::{self, StreamExt};
-use poem::web::{Data, Path};
+use poem::web::Data;
 use poem::{handler, Request, Response};
 
 use super::media::{self, SyntaxChoice};
 use super::multipart::{self, Part, PartBody};
-use super::{resolve, DicomWebError, WebResult};
+use super::{resolve, DicomWebError, Target, WebResult};
 use crate::app::AppState;
 use crate::query::WebInstance;
 use crate::store::{BlobKey, BlobStore};
@@ -24,42 +24,28 @@ const PREFETCH_LARGE: usize = 4;
 /// Objects up to this size count as small for prefetching.
 const SMALL_OBJECT: i64 = 1 << 20;
 
+/// The instances of the study, series or instance the path names.
 #[handler]
-pub async fn get_study(
+pub async fn retrieve(
     req: &Request,
-    Path(study): Path<String>,
+    target: Target,
     Data(state): Data<&AppState>,
 ) -> WebResult<Response> {
-    send(req, state, &study, None, None).await
-}
-
-#[handler]
-pub async fn get_series(
-    req: &Request,
-    Path((study, series)): Path<(String, String)>,
-    Data(state): Data<&AppState>,
-) -> WebResult<Response> {
-    send(req, state, &study, Some(&series), None).await
-}
-
-#[handler]
-pub async fn get_instance(
-    req: &Request,
-    Path((study, series, instance)): Path<(String, String, String)>,
-    Data(state): Data<&AppState>,
-) -> WebResult<Response> {
-    send(req, state, &study, Some(&series), Some(&instance)).await
-}
-
-async fn send(
-    req: &Request,
-    state: &AppState,
-    study: &str,
-    series: Option<&str>,
-    instance: Option<&str>,
-) -> WebResult<Response> {
+    let Target {
+        study,
+        series,
+        instance,
+    } = target;
     let wanted = media::dicom_transfer_syntax(&media::accepted(req))?;
-    let found = resolve(state, study, series, instance, false, false).await?;
+    let found = resolve(
+        state,
+        &study,
+        series.as_deref(),
+        instance.as_deref(),
+        false,
+        false,
+    )
+    .await?;
     let mut plans = Vec::with_capacity(found.len());
     for inst in found {
         let choice = media::choose_syntax(&inst.stored.transfer_syntax_uid, wanted.as_deref())
