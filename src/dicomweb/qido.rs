@@ -382,9 +382,6 @@ fn parse(state: &AppState, raw_query: &str, scope: &Scope<'_>) -> WebResult<Qido
         }
     }
 
-    if fuzzy && !query.options.case_insensitive_names {
-        // Fuzzy matching applies to person names only; others match literally.
-    }
     if !unsupported.is_empty() {
         warnings.push(format!(
             "The following attributes are not supported and were ignored: {}",
