@@ -77,26 +77,29 @@ pub fn routes() -> impl Endpoint {
 /// The rendered and thumbnail resources (`rendered.rs`).
 fn rendered_routes(r: Route) -> Route {
     const I: &str = "/studies/:study/series/:series/instances/:instance";
-    r.at("/studies/:study/rendered", get(rendered::study_rendered))
-        .at("/studies/:study/thumbnail", get(rendered::study_thumbnail))
-        .at(
-            "/studies/:study/series/:series/rendered",
-            get(rendered::series_rendered),
-        )
-        .at(
-            "/studies/:study/series/:series/thumbnail",
-            get(rendered::series_thumbnail),
-        )
-        .at(format!("{I}/rendered"), get(rendered::instance_rendered))
-        .at(format!("{I}/thumbnail"), get(rendered::instance_thumbnail))
-        .at(
-            format!("{I}/frames/:frames/rendered"),
-            get(rendered::frame_rendered),
-        )
-        .at(
-            format!("{I}/frames/:frames/thumbnail"),
-            get(rendered::frame_thumbnail),
-        )
+    r.at(
+        "/studies/:study/rendered",
+        get(rendered::study_or_series_rendered),
+    )
+    .at("/studies/:study/thumbnail", get(rendered::study_thumbnail))
+    .at(
+        "/studies/:study/series/:series/rendered",
+        get(rendered::study_or_series_rendered),
+    )
+    .at(
+        "/studies/:study/series/:series/thumbnail",
+        get(rendered::series_thumbnail),
+    )
+    .at(format!("{I}/rendered"), get(rendered::instance_rendered))
+    .at(format!("{I}/thumbnail"), get(rendered::instance_thumbnail))
+    .at(
+        format!("{I}/frames/:frames/rendered"),
+        get(rendered::frame_rendered),
+    )
+    .at(
+        format!("{I}/frames/:frames/thumbnail"),
+        get(rendered::frame_thumbnail),
+    )
 }
 
 /// Access control for every DICOMweb route, in one place. Until user authentication

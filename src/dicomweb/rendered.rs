@@ -23,7 +23,7 @@ use super::render_image::{self, Format, RenderError, RenderOptions, Viewport, DE
 use super::render_params::{
     choose_format, param, parse_frame, parse_quality, parse_viewport, parse_window, query_params,
 };
-use super::{resolve, DicomWebError, WebResult};
+use super::{resolve, DicomWebError, Target, WebResult};
 use crate::app::AppState;
 use crate::query::WebInstance;
 use crate::store::BlobKey;
@@ -199,25 +199,22 @@ fn only(mut found: Vec<WebInstance>) -> WebResult<WebInstance> {
     found.pop().ok_or(DicomWebError::NotFound("instance"))
 }
 
-/// `GET /studies/{study}/rendered`
+/// `GET /studies/{study}/rendered` and `GET /studies/{study}/series/{series}/rendered`
 #[handler]
-pub async fn study_rendered(
+pub async fn study_or_series_rendered(
     req: &Request,
-    Path(study): Path<String>,
+    target: Target,
     Data(state): Data<&AppState>,
 ) -> WebResult<Response> {
-    let found = resolve(state, &study, None, None, false, false).await?;
-    multipart_rendered(req, state, found).await
-}
-
-/// `GET /studies/{study}/series/{series}/rendered`
-#[handler]
-pub async fn series_rendered(
-    req: &Request,
-    Path((study, series)): Path<(String, String)>,
-    Data(state): Data<&AppState>,
-) -> WebResult<Response> {
-    let found = resolve(state, &study, Some(&series), None, false, false).await?;
+    let found = resolve(
+        state,
+        &target.study,
+        target.series.as_deref(),
+        None,
+        false,
+        false,
+    )
+    .await?;
     multipart_rendered(req, state, found).await
 }
 
