@@ -74,9 +74,15 @@ pub enum LayoutError {
     Deflated,
 }
 
+/// Bytes read ahead around a header, so walking an object's elements costs a few
+/// reads, not one system call per element.
+const WINDOW: usize = 64 << 10;
+
 struct Walker {
     file: File,
     len: u64,
+    /// `(offset, bytes)` of the last window read.
+    window: std::cell::RefCell<(u64, Vec<u8>)>,
     explicit: bool,
     big_endian: bool,
 }
@@ -94,7 +100,21 @@ impl Walker {
         if pos + buf.len() as u64 > self.len {
             return Err(LayoutError::Malformed(pos));
         }
-        self.file.read_exact_at(buf, pos)?;
+        let mut w = self.window.borrow_mut();
+        let (start, data) = &mut *w;
+        let end = pos + buf.len() as u64;
+        if pos < *start || end > *start + data.len() as u64 {
+            if buf.len() >= WINDOW {
+                self.file.read_exact_at(buf, pos)?;
+                return Ok(());
+            }
+            let n = WINDOW.min((self.len - pos) as usize);
+            data.resize(n, 0);
+            self.file.read_exact_at(data, pos)?;
+            *start = pos;
+        }
+        let at = (pos - *start) as usize;
+        buf.copy_from_slice(&data[at..at + buf.len()]);
         Ok(())
     }
 
@@ -209,6 +229,7 @@ pub fn scan(path: &Path, threshold: u64, info: FrameInfo) -> Result<Layout, Layo
     let mut w = Walker {
         file,
         len,
+        window: std::cell::RefCell::new((0, Vec::new())),
         explicit: true,
         big_endian: false,
     };
