@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::db::{self, DbError, IndexRepo};
 use crate::dimse::{DimseContext, DimseServer};
@@ -23,6 +24,8 @@ pub struct AppState {
     pub store: BlobStore,
     pub ingestor: Ingestor,
     pub metrics: Arc<Metrics>,
+    /// The audit trail writer (one per node).
+    pub audit: Audit,
 }
 
 /// Errors during start-up.
@@ -78,12 +81,14 @@ pub async fn open_state(config: Config) -> Result<AppState, StartError> {
         metrics.clone(),
     )
     .with_bulk_threshold(config.dicomweb.bulk_data_threshold);
+    let audit = Audit::start(repo.connection().clone());
     Ok(AppState {
         config: Arc::new(config),
         repo,
         store,
         ingestor,
         metrics,
+        audit,
     })
 }
 

@@ -25,6 +25,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    pub node: NodeConfig,
     pub dimse: DimseConfig,
     pub http: HttpConfig,
     pub database: DatabaseConfig,
@@ -34,6 +35,23 @@ pub struct Config {
     pub dicomweb: DicomWebConfig,
     pub ai: crate::ai::AiConfig,
     pub log: LogConfig,
+}
+
+/// `[node]`: how this node runs as a whole.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    pub mode: NodeMode,
+}
+
+/// `dev` relaxes what a production site must set explicitly (a real JWT signing
+/// key, the DIMSE peer allow-list); `production` refuses to start without them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeMode {
+    #[default]
+    Dev,
+    Production,
 }
 
 /// `[dimse]`: the DICOM upper-layer listener.

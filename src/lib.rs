@@ -10,6 +10,8 @@
 pub mod ai;
 pub mod api;
 pub mod app;
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod dicom_json;

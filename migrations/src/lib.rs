@@ -8,6 +8,7 @@ mod m20261122_000002_counters;
 mod m20261202_000003_dicomweb;
 mod m20261202_000004_sequences;
 mod m20261202_000005_jobs;
+mod m20261202_000006_audit;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000003_dicomweb::Migration),
             Box::new(m20261202_000004_sequences::Migration),
             Box::new(m20261202_000005_jobs::Migration),
+            Box::new(m20261202_000006_audit::Migration),
         ]
     }
 }

@@ -49,6 +49,8 @@ pub struct InstanceRecord {
     pub transfer_syntax_uid: String,
     pub size_bytes: i64,
     pub source_ae: Option<String>,
+    /// Centre of the sender (AE or user); stamped on the study when it is created.
+    pub centre_id: Option<i64>,
     // DICOMweb, precomputed at ingest
     /// WADO-RS metadata of the instance (DICOM JSON; see `dicom_json`).
     pub metadata: Option<String>,

@@ -502,6 +502,7 @@ async fn upsert_study(
             specific_character_set: Set(rec.specific_character_set.clone()),
             created_at: Set(now),
             last_received_at: Set(now),
+            centre_id: Set(rec.centre_id),
             ..Default::default()
         })
         .on_conflict(

@@ -122,6 +122,7 @@ pub async fn handle(
                     expected_sop_class_uid: Some(sop_class.clone()),
                     expected_sop_instance_uid: Some(sop_instance.clone()),
                     expected_study_instance_uid: None,
+                    centre_id: None,
                 };
                 // Run to completion even if this association is torn down meanwhile.
                 let ingestor = ctx.ingestor.clone();

@@ -183,6 +183,7 @@ pub fn record_from_object(
         transfer_syntax_uid,
         size_bytes,
         source_ae: ctx.source_ae.clone(),
+        centre_id: ctx.centre_id,
         metadata: None,
         layout: None,
         sequence_items: crate::query::sequence::extract(obj),

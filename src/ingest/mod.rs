@@ -25,6 +25,8 @@ pub use spool::{Spool, SpoolFile, SpoolWriter};
 pub struct IngestContext {
     /// Calling AE title (DIMSE) or another short source label. Never PHI.
     pub source_ae: Option<String>,
+    /// The sender's diagnostic centre (from its `[[dimse.peers]]` entry or user), if known.
+    pub centre_id: Option<i64>,
     /// The SOP Class UID the request announced (C-STORE Affected SOP Class UID).
     pub expected_sop_class_uid: Option<String>,
     /// The SOP Instance UID the request announced.

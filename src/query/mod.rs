@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod dimse;
 pub mod exec;
 pub mod matching;
+pub mod scope;
 pub mod sequence;
 
 use dicom_core::Tag;
@@ -17,6 +18,7 @@ use dicom_core::Tag;
 pub use catalog::{Attr, Kind};
 pub use exec::{execute, instances, web_instances, ResultRow, WebInstance};
 pub use matching::Matcher;
+pub use scope::{StudyFilter, StudyScope};
 
 /// Query/Retrieve level, ordered from the top.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -101,6 +103,8 @@ pub struct Query {
     pub limit: Option<u64>,
     pub offset: u64,
     pub options: QueryOptions,
+    /// Which studies the caller may see (authorisation; `All` by default).
+    pub scope: StudyScope,
 }
 
 impl Query {
@@ -115,6 +119,7 @@ impl Query {
             limit: None,
             offset: 0,
             options: QueryOptions::default(),
+            scope: StudyScope::All,
         }
     }
 

@@ -28,6 +28,9 @@ pub struct Model {
     pub specific_character_set: Option<String>,
     pub created_at: DateTimeUtc,
     pub last_received_at: DateTimeUtc,
+    /// The diagnostic centre the study belongs to (of the AE or user that sent its
+    /// first instance); `None` when unknown.
+    pub centre_id: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
