@@ -11,12 +11,18 @@
 // Parts of this API are for the AI-pipeline issue and not yet called from main.
 #![allow(dead_code, unused_imports)]
 
+pub mod assemble;
 pub mod cli;
 mod cpu_ops;
+pub mod dcm;
+pub mod grid;
 pub mod ops3d;
 pub mod phantom;
 pub mod pipeline;
+pub mod seg;
 pub mod segresnet;
+pub mod select;
+pub mod synth;
 pub mod train;
 pub mod volume;
 
@@ -96,6 +102,10 @@ pub struct AiConfig {
     /// Post-processing: drop connected tumour components smaller than this
     /// many mL (0 = off, MONAI's pipeline has no such step).
     pub min_component_ml: f64,
+    /// Series selection rules (`[ai.selection]`).
+    pub selection: select::SelectionRules,
+    /// Volume assembly settings (`[ai.assembly]`).
+    pub assembly: assemble::AssembleOptions,
 }
 
 impl Default for AiConfig {
@@ -109,6 +119,8 @@ impl Default for AiConfig {
             max_voxels: 256 * 512 * 512,
             max_concurrent: 1,
             min_component_ml: 0.0,
+            selection: select::SelectionRules::default(),
+            assembly: assemble::AssembleOptions::default(),
         }
     }
 }
