@@ -5,10 +5,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::Audit;
 use crate::config::Config;
+use crate::db::jobs::JobQueue;
 use crate::db::{self, DbError, IndexRepo};
 use crate::dimse::{DimseContext, DimseServer};
 use crate::http::HttpServer;
@@ -26,6 +28,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The audit trail writer (one per node).
     pub audit: Audit,
+    /// The durable job queue, as this node.
+    pub jobs: JobQueue,
+    /// Wakes this node's AI workers when a job is queued here.
+    pub ai_wake: Arc<Notify>,
 }
 
 /// Errors during start-up.
@@ -82,6 +88,11 @@ pub async fn open_state(config: Config) -> Result<AppState, StartError> {
     )
     .with_bulk_threshold(config.dicomweb.bulk_data_threshold);
     let audit = Audit::start(repo.connection().clone());
+    let jobs = JobQueue::new(
+        repo.connection().clone(),
+        node_name(&config),
+        std::time::Duration::from_secs(config.ai.retry_base_secs.max(1)),
+    );
     Ok(AppState {
         config: Arc::new(config),
         repo,
@@ -89,7 +100,24 @@ pub async fn open_state(config: Config) -> Result<AppState, StartError> {
         ingestor,
         metrics,
         audit,
+        jobs,
+        ai_wake: Arc::new(Notify::new()),
     })
+}
+
+/// This node's name in the job queue: `[ai] node_name`, else host name and HTTP port
+/// (stable across restarts, distinct for two nodes on one host).
+pub fn node_name(config: &Config) -> String {
+    if !config.ai.node_name.trim().is_empty() {
+        return config.ai.node_name.trim().to_string();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "glia".into());
+    format!("{host}:{}", config.http.port)
 }
 
 /// A started node.
@@ -127,7 +155,22 @@ pub async fn start(config: Config) -> Result<RunningNode, StartError> {
     let cfg = state.config.clone();
     let shutdown = CancellationToken::new();
 
-    // (The segmentation model and job workers start here in later issues.)
+    let mut tasks = Vec::new();
+    if cfg.ai.enabled {
+        let model = crate::ai::worker::load_model(&cfg.ai).await;
+        match &model {
+            Ok(m) => {
+                tracing::info!(model = %m.name, version = %m.version, "segmentation model loaded")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "segmentation model failed to load; AI jobs will fail until it is fixed")
+            }
+        }
+        tasks.extend(crate::ai::worker::start(state.clone(), model, shutdown.clone()).await);
+        tracing::info!(workers = cfg.ai.workers, stable_age_s = cfg.ai.stable_age, node = %state.jobs.node(), "AI workers up");
+    } else {
+        tracing::info!("AI pipeline disabled ([ai] enabled = false)");
+    }
 
     let dimse_addr = SocketAddr::new(cfg.dimse.bind, cfg.dimse.port);
     let dimse = DimseServer::bind(DimseContext {
@@ -170,7 +213,11 @@ pub async fn start(config: Config) -> Result<RunningNode, StartError> {
         http_addr,
         state,
         shutdown,
-        tasks: vec![t1, t2],
+        tasks: {
+            tasks.push(t1);
+            tasks.push(t2);
+            tasks
+        },
     })
 }
 

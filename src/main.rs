@@ -1,6 +1,6 @@
 //! The `glia` binary: parses the CLI, loads the configuration, sets up logging, and
-//! runs a subcommand (`serve` by default, `migrate`, `import`, and the segmentation
-//! engine's `model`, `train`, `eval`, `phantom`).
+//! runs a subcommand (`serve` by default, `migrate`, `import`, the segmentation
+//! engine's `model`, `train`, `eval`, `phantom`, and `sample-data`).
 
 use std::path::PathBuf;
 
@@ -45,6 +45,9 @@ enum Command {
     Eval(glia::ai::cli::EvalArgs),
     /// Write one synthetic multimodal brain phantom.
     Phantom(glia::ai::cli::PhantomArgs),
+    /// Synthetic brain-MRI studies with tumours: write them as DICOM files and/or
+    /// push them to a node with C-STORE (the node then segments them).
+    SampleData(glia::ai::sample::SampleArgs),
 }
 
 fn init_logging(cfg: &Config) {
@@ -69,12 +72,40 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Train(args)) => return Ok(glia::ai::cli::run_train(args)?),
         Some(Command::Eval(args)) => return Ok(glia::ai::cli::run_eval(args)?),
         Some(Command::Phantom(args)) => return Ok(glia::ai::cli::run_phantom(args)?),
+        Some(Command::SampleData(args)) => {
+            return tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(sample_data(args))
+        }
         _ => {}
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(run(cli))
+}
+
+async fn sample_data(args: glia::ai::sample::SampleArgs) -> anyhow::Result<()> {
+    let push = args.push;
+    let s = glia::ai::sample::run(args).await?;
+    println!(
+        "studies: {}  files written: {}  pushed: {}  failed: {}",
+        s.studies, s.files, s.pushed, s.failed
+    );
+    for uid in &s.study_uids {
+        println!("  study {uid}");
+    }
+    if let Some(addr) = push {
+        println!(
+            "the node segments each study once it is stable; follow it with\n  curl http://{}:8080/api/ai/jobs",
+            addr.ip()
+        );
+    }
+    if s.failed > 0 {
+        std::process::exit(2);
+    }
+    Ok(())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -116,7 +147,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(2);
             }
         }
-        Command::Model(_) | Command::Train(_) | Command::Eval(_) | Command::Phantom(_) => {
+        Command::Model(_)
+        | Command::Train(_)
+        | Command::Eval(_)
+        | Command::Phantom(_)
+        | Command::SampleData(_) => {
             unreachable!("handled before the runtime starts")
         }
     }

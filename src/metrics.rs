@@ -22,6 +22,12 @@ pub struct Metrics {
     pub dimse_failures: IntCounterVec,
     /// Ingest rejections and failures, by stable error code.
     pub ingest_failures: IntCounterVec,
+    /// AI jobs queued (refreshed by the job scanner).
+    pub ai_jobs_queued: IntGauge,
+    /// AI jobs finished, by final state of the attempt.
+    pub ai_jobs_finished: IntCounterVec,
+    /// Seconds per AI job attempt, by outcome.
+    pub ai_job_seconds: prometheus::HistogramVec,
 }
 
 impl Metrics {
@@ -70,6 +76,23 @@ impl Metrics {
             &["code"],
         )
         .unwrap();
+        let ai_jobs_queued =
+            IntGauge::new("ai_jobs_queued", "AI jobs waiting in the queue").unwrap();
+        let ai_jobs_finished = IntCounterVec::new(
+            Opts::new(
+                "ai_jobs_finished_total",
+                "AI job attempts finished, by outcome",
+            ),
+            &["outcome"],
+        )
+        .unwrap();
+        let ai_job_seconds = prometheus::HistogramVec::new(
+            HistogramOpts::new("ai_job_seconds", "Duration of AI job attempts").buckets(vec![
+                0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0,
+            ]),
+            &["outcome"],
+        )
+        .unwrap();
         for c in [
             Box::new(associations_open.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(associations_rejected.clone()),
@@ -78,6 +101,9 @@ impl Metrics {
             Box::new(ingest_seconds.clone()),
             Box::new(dimse_failures.clone()),
             Box::new(ingest_failures.clone()),
+            Box::new(ai_jobs_queued.clone()),
+            Box::new(ai_jobs_finished.clone()),
+            Box::new(ai_job_seconds.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -90,6 +116,9 @@ impl Metrics {
             ingest_seconds,
             dimse_failures,
             ingest_failures,
+            ai_jobs_queued,
+            ai_jobs_finished,
+            ai_job_seconds,
         }
     }
 

@@ -9,6 +9,7 @@ mod m20261202_000003_dicomweb;
 mod m20261202_000004_sequences;
 mod m20261202_000005_jobs;
 mod m20261202_000006_audit;
+mod m20261202_000008_ai;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000004_sequences::Migration),
             Box::new(m20261202_000005_jobs::Migration),
             Box::new(m20261202_000006_audit::Migration),
+            Box::new(m20261202_000008_ai::Migration),
         ]
     }
 }

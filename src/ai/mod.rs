@@ -19,12 +19,16 @@ pub mod grid;
 pub mod ops3d;
 pub mod phantom;
 pub mod pipeline;
+pub mod report;
+pub mod run;
+pub mod sample;
 pub mod seg;
 pub mod segresnet;
 pub mod select;
 pub mod synth;
 pub mod train;
 pub mod volume;
+pub mod worker;
 
 use std::path::PathBuf;
 
@@ -106,6 +110,28 @@ pub struct AiConfig {
     pub selection: select::SelectionRules,
     /// Volume assembly settings (`[ai.assembly]`).
     pub assembly: assemble::AssembleOptions,
+    /// Run the pipeline on studies as they arrive (stable-study detection and workers).
+    pub enabled: bool,
+    /// Seconds without a new instance after which a study is stable.
+    pub stable_age: u64,
+    /// Milliseconds between two scans for stable studies.
+    pub scan_interval_ms: u64,
+    /// Jobs this node runs at once.
+    pub workers: usize,
+    /// Seconds without a heartbeat after which another node takes over a job.
+    pub heartbeat_timeout_secs: u64,
+    /// Attempts per job before it fails for good.
+    pub max_attempts: i32,
+    /// Base of the retry backoff in seconds (doubles per attempt).
+    pub retry_base_secs: u64,
+    /// An instance arriving after a result re-triggers the pipeline (the new
+    /// result supersedes the old; the old SEG is kept).
+    pub retrigger_on_late_instance: bool,
+    /// This node's name in the job queue (stable across restarts); empty = host
+    /// name and HTTP port.
+    pub node_name: String,
+    /// SeriesNumber of the SEG series Glia adds to a study.
+    pub seg_series_number: i32,
 }
 
 impl Default for AiConfig {
@@ -121,6 +147,16 @@ impl Default for AiConfig {
             min_component_ml: 0.0,
             selection: select::SelectionRules::default(),
             assembly: assemble::AssembleOptions::default(),
+            enabled: true,
+            stable_age: 10,
+            scan_interval_ms: 1000,
+            workers: 1,
+            heartbeat_timeout_secs: 60,
+            max_attempts: 3,
+            retry_base_secs: 10,
+            retrigger_on_late_instance: true,
+            node_name: String::new(),
+            seg_series_number: 9901,
         }
     }
 }

@@ -152,10 +152,22 @@ impl JobQueue {
         payload: &str,
         max_attempts: i32,
     ) -> Result<Option<i64>, DbError> {
+        Self::enqueue_on(&self.db, kind, key, payload, max_attempts).await
+    }
+
+    /// [`JobQueue::enqueue`] on a given connection or transaction, so that queueing
+    /// commits together with the change that calls for the job.
+    pub async fn enqueue_on<C: ConnectionTrait>(
+        conn: &C,
+        kind: &str,
+        key: &str,
+        payload: &str,
+        max_attempts: i32,
+    ) -> Result<Option<i64>, DbError> {
         let now = Utc::now();
-        let row = self
-            .db
-            .query_one(self.stmt(
+        let row = conn
+            .query_one(Statement::from_sql_and_values(
+                conn.get_database_backend(),
                 "INSERT INTO job (kind, key, payload, state, progress, attempts, max_attempts, \
                  run_after, created_at) VALUES ($1, $2, $3, 'queued', 0, 0, $4, $5, $5) \
                  ON CONFLICT DO NOTHING RETURNING id",
@@ -169,6 +181,34 @@ impl JobQueue {
             ))
             .await?;
         Ok(row.map(|r| r.try_get::<i64>("", "id")).transpose()?)
+    }
+
+    /// Put this node's running jobs back in the queue: called at start-up, when
+    /// nothing of this node can still be running them (its previous run died or
+    /// was stopped mid-job). Returns how many.
+    pub async fn requeue_own(&self) -> Result<u64, DbError> {
+        let now = Utc::now();
+        let requeued = self
+            .db
+            .execute(self.stmt(
+                "UPDATE job SET state = 'queued', claimed_by = NULL, run_after = $1, \
+                 reason = 'node restarted while running; retrying' \
+                 WHERE state = 'running' AND claimed_by = $2 AND attempts < max_attempts",
+                vec![now.into(), self.node.clone().into()],
+            ))
+            .await?
+            .rows_affected();
+        let failed = self
+            .db
+            .execute(self.stmt(
+                "UPDATE job SET state = 'failed', finished_at = $1, \
+                 reason = 'node restarted while running; no attempts left' \
+                 WHERE state = 'running' AND claimed_by = $2",
+                vec![now.into(), self.node.clone().into()],
+            ))
+            .await?
+            .rows_affected();
+        Ok(requeued + failed)
     }
 
     /// Claim the oldest due queued job of one of `kinds` for this worker.

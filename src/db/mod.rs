@@ -3,6 +3,7 @@
 //! writes the index, and the durable job queue (`jobs::JobQueue`). No other module
 //! issues SQL.
 
+pub mod ai;
 pub mod audit;
 pub mod entities;
 pub mod jobs;

@@ -25,7 +25,14 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
     let api = crate::api::service(state.clone());
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
-    let health = crate::api::service(state.clone()).server("/");
+    // Only the health resource is also served at the root (`GET /health`).
+    let health = poem_openapi::OpenApiService::new(
+        crate::api::health::HealthApi {
+            state: state.clone(),
+        },
+        "Glia",
+        env!("CARGO_PKG_VERSION"),
+    );
     let route = Route::new()
         .nest("/api/openapi.json", spec)
         .nest("/api/docs", docs)

@@ -249,6 +249,8 @@ impl TestEnv {
         config.http.port = 0;
         config.dimse.shutdown_grace_secs = 2;
         config.ingest.spool_dir = dir.path().join("spool");
+        // The AI pipeline runs only in the tests about it (tests/ai_pipeline.rs).
+        config.ai.enabled = false;
         let mut pg = None;
         match backend {
             Backend::Sqlite => {
@@ -320,6 +322,8 @@ impl TestEnv {
                 "ingest.spool_dir={}",
                 q(&c.ingest.spool_dir.display().to_string())
             ),
+            "--set".into(),
+            format!("ai.enabled={}", c.ai.enabled),
         ]
     }
 

@@ -31,6 +31,8 @@ pub struct Model {
     /// The diagnostic centre the study belongs to (of the AE or user that sent its
     /// first instance); `None` when unknown.
     pub centre_id: Option<i64>,
+    /// The `last_received_at` for which the study was last handed to the AI pipeline.
+    pub ai_checked_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
