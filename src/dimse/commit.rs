@@ -176,6 +176,7 @@ pub async fn handle(
 
     // Decide each reference: really stored and indexed?
     let mut committed = Vec::new();
+    let mut committed_uids = Vec::new();
     let mut failed = Vec::new();
     for (class, instance) in &refs {
         let reason = match ctx.repo.find_instance(instance).await {
@@ -188,11 +189,17 @@ pub async fn handle(
             Err(_) => Some(REASON_PROCESSING_FAILURE),
         };
         match reason {
-            None => committed.push(reference(class, instance, None)),
+            None => {
+                committed.push(reference(class, instance, None));
+                committed_uids.push(instance.clone());
+            }
             Some(r) => failed.push(reference(class, instance, Some(r))),
         }
     }
     tracing::info!(calling_ae = %assoc.negotiated.calling_ae, committed = committed.len(), failed = failed.len(), "storage commitment");
+    // The SCU says these instances are complete: their studies need not wait for
+    // the AI pipeline's stable age.
+    ctx.ai_trigger.studies_complete(&committed_uids).await;
     let event = if failed.is_empty() {
         EVENT_ALL_COMMITTED
     } else {

@@ -42,6 +42,8 @@ pub struct DimseContext {
     pub repo: IndexRepo,
     pub store: BlobStore,
     pub metrics: Arc<Metrics>,
+    /// Storage Commitment marks the committed studies complete for the AI pipeline.
+    pub ai_trigger: crate::ai::worker::AiTrigger,
 }
 
 impl DimseContext {

@@ -20,7 +20,9 @@ pub async fn ai_env(backend: Backend) -> Option<TestEnv> {
     let ai = &mut env.config.ai;
     ai.enabled = true;
     ai.device = "cpu".into();
-    ai.stable_age = 1;
+    // Long enough that storescu's pauses on a loaded 2-core CI machine do not make
+    // a half-sent study stable (which would be handled correctly, but as two jobs).
+    ai.stable_age = 4;
     ai.scan_interval_ms = 200;
     ai.heartbeat_timeout_secs = 4;
     ai.retry_base_secs = 1;
