@@ -14,7 +14,8 @@
 //    once the SEG's bits are loaded and matched to a referenced series) and "Yes"
 //    hydrates it, and the viewport then shows the SEG's reference series;
 // 4. the segmentation panel lists every --segment label;
-// 5. the overlay is drawn: pixels in the segments' hues appear in the viewport;
+// 5. the overlay is drawn: pixels in the segments' hues appear in the viewport, and
+//    stepping through the slices finds one where all three segments' hues show;
 // 6. no request to the node failed; no console error / page error (besides the
 //    known noise listed in NOISE).
 // The screenshot after hydration is written to --out. Chromium is /usr/bin/chromium
@@ -256,11 +257,35 @@ try {
     await page.waitForLoadState('networkidle', { timeout: 15000 }).catch(() => {});
     after = await stats(box);
   }
+  report(after.overlay - before.overlay >= 200, 'segmentation overlay is drawn',
+    `segment-coloured pixels ${before.overlay} -> ${after.overlay}; by hue ${JSON.stringify(after.hues)}`);
+
+  // ---- 5b. every segment is drawn --------------------------------------------------
+  // OHIF opens the SEG at its first segmented slice (the tumour's edge: often oedema
+  // only). Step through the slices (OHIF's hotkeys: Down = next image, Up = previous)
+  // until one shows all three segments' hues; a segment whose frames are lost or
+  // misplaced never shows. The screenshot is taken on that slice.
+  const hueOk = (h) => h.red >= 20 && h.yellow >= 20 && h.green >= 20;
+  let all = hydrated && box && hueOk(after.hues) ? after : null;
+  if (hydrated && box && !all) {
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    const sweep = async (key, steps) => {
+      for (let i = 0; i < steps; i += 1) {
+        await page.keyboard.press(key);
+        await page.waitForTimeout(150);
+        const st = await stats(box);
+        if (hueOk(st.hues)) return st;
+      }
+      return null;
+    };
+    all = (await sweep('ArrowDown', 40)) || (await sweep('ArrowUp', 80));
+  }
+  report(all !== null, 'every segment is drawn on some slice',
+    all ? `by hue ${JSON.stringify(all.hues)}` : 'no slice shows red, yellow and green');
+  await page.waitForTimeout(500);
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, await page.screenshot({ fullPage: false }));
   console.log(`screenshot: ${out}`);
-  report(after.overlay - before.overlay >= 200, 'segmentation overlay is drawn',
-    `segment-coloured pixels ${before.overlay} -> ${after.overlay}; by hue ${JSON.stringify(after.hues)}`);
 
   // ---- 6. no failed request, no console error --------------------------------------
   report(failures.length === 0, 'no failed request',
