@@ -18,8 +18,6 @@ use glia::ai::dcm::Channel;
 use glia::ai::synth::Fault;
 use support::*;
 
-const JOB_TIMEOUT: Duration = Duration::from_secs(600);
-
 fn tool(name: &str, hint: &str) -> bool {
     require(&format!("{name} ({hint})"), which(name).is_some())
 }
@@ -63,13 +61,7 @@ async fn storescu_study_gets_a_seg_that_peers_read() {
     push(&storescu, node.dimse_addr, &dir).await;
     let pushed = Instant::now();
 
-    let job = wait_job(
-        node.http_addr,
-        &s.study_uid,
-        &["succeeded", "failed", "skipped"],
-        JOB_TIMEOUT,
-    )
-    .await;
+    let job = wait_done(node.http_addr, &s.study_uid).await;
     assert_eq!(job["state"], "succeeded", "job: {job}");
     let mut seg_series = Vec::new();
     while seg_series.is_empty() && pushed.elapsed() < JOB_TIMEOUT {
@@ -219,13 +211,7 @@ async fn restart_mid_job_completes_exactly_once() {
 
     // Same database, same node name: the interrupted job runs again after start-up.
     let node = env.start().await;
-    let job = wait_job(
-        node.http_addr,
-        &s.study_uid,
-        &["succeeded", "failed", "skipped"],
-        JOB_TIMEOUT,
-    )
-    .await;
+    let job = wait_done(node.http_addr, &s.study_uid).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["attempts"], 2);
     assert_eq!(jobs(node.http_addr, &s.study_uid).await.len(), 1);
@@ -249,13 +235,7 @@ async fn two_nodes_on_one_database_process_each_study_once() {
     push(&storescu, a.dimse_addr, &write_study(env.dir.path(), &s1)).await;
     push(&storescu, b.dimse_addr, &write_study(env.dir.path(), &s2)).await;
     for s in [&s1, &s2] {
-        let job = wait_job(
-            a.http_addr,
-            &s.study_uid,
-            &["succeeded", "failed", "skipped"],
-            JOB_TIMEOUT,
-        )
-        .await;
+        let job = wait_done(a.http_addr, &s.study_uid).await;
         assert_eq!(job["state"], "succeeded", "{job}");
     }
     // Give both scanners time to (wrongly) queue anything twice.
@@ -330,13 +310,7 @@ async fn bad_studies_end_skipped_with_their_reason() {
     push(&storescu, node.dimse_addr, &ct_dir).await;
 
     for (s, reason) in cases.iter().chain([(ct.clone(), "not an MR study")].iter()) {
-        let job = wait_job(
-            node.http_addr,
-            &s.study_uid,
-            &["succeeded", "failed", "skipped"],
-            JOB_TIMEOUT,
-        )
-        .await;
+        let job = wait_done(node.http_addr, &s.study_uid).await;
         assert_eq!(job["state"], "skipped", "{job}");
         let why = job["reason"].as_str().unwrap_or("");
         assert!(
@@ -427,13 +401,7 @@ async fn corrupted_blob_and_broken_model_end_with_reasons() {
         .open(victim)
         .unwrap();
     f.set_len(len / 2).unwrap();
-    let job = wait_job(
-        node.http_addr,
-        &s.study_uid,
-        &["succeeded", "failed", "skipped"],
-        JOB_TIMEOUT,
-    )
-    .await;
+    let job = wait_done(node.http_addr, &s.study_uid).await;
     assert!(
         job["state"] == "skipped" || job["state"] == "failed",
         "{job}"
@@ -459,13 +427,7 @@ async fn corrupted_blob_and_broken_model_end_with_reasons() {
     let node = env.start().await;
     let s = study(22, |_| {});
     push(&storescu, node.dimse_addr, &write_study(env.dir.path(), &s)).await;
-    let job = wait_job(
-        node.http_addr,
-        &s.study_uid,
-        &["succeeded", "failed", "skipped"],
-        JOB_TIMEOUT,
-    )
-    .await;
+    let job = wait_done(node.http_addr, &s.study_uid).await;
     assert_eq!(job["state"], "failed", "{job}");
     assert!(
         job["reason"]

@@ -71,41 +71,12 @@ async fn commitment(env: TestEnv) {
     }
     let missing = new_uid();
     let transaction = new_uid();
-    let mut info = InMemDicomObject::new_empty();
-    info.put(DataElement::new(
-        tags::TRANSACTION_UID,
-        VR::UI,
-        PrimitiveValue::from(transaction.as_str()),
-    ));
-    info.put(DataElement::new(
-        tags::REFERENCED_SOP_SEQUENCE,
-        VR::SQ,
-        Value::from(DataSetSequence::from(vec![
-            item(uids::MR_IMAGE_STORAGE, &a.sop),
-            item(uids::MR_IMAGE_STORAGE, &missing),
-            item(uids::CT_IMAGE_STORAGE, &b.sop),
-        ])),
-    ));
-    let (pc, _) = scu.pc(STORAGE_COMMITMENT_PUSH);
-    let cmd = CommandBuilder::new(field::N_ACTION_RQ)
-        .uid(tags::REQUESTED_SOP_CLASS_UID, STORAGE_COMMITMENT_PUSH)
-        .us(tags::MESSAGE_ID, 77)
-        .us(tags::COMMAND_DATA_SET_TYPE, DATA_SET_PRESENT)
-        .uid(
-            tags::REQUESTED_SOP_INSTANCE_UID,
-            STORAGE_COMMITMENT_INSTANCE,
-        )
-        .us(tags::ACTION_TYPE_ID, 1)
-        .encode();
-    scu.send_command(pc, cmd).await;
-    scu.send_data(pc, &encode_explicit_le(&info), true).await;
-
-    let (rsp, _) = scu.response_with_data(STORAGE_COMMITMENT_PUSH).await;
-    assert_eq!(rsp.field, field::N_ACTION_RSP);
-    assert_eq!(rsp.u16(tags::STATUS), Some(0));
-    assert_eq!(rsp.u16(tags::MESSAGE_ID_BEING_RESPONDED_TO), Some(77));
-    let (event, data) = scu.response_with_data(STORAGE_COMMITMENT_PUSH).await;
-    assert_eq!(event.field, field::N_EVENT_REPORT_RQ);
+    let requested = vec![
+        item(uids::MR_IMAGE_STORAGE, &a.sop),
+        item(uids::MR_IMAGE_STORAGE, &missing),
+        item(uids::CT_IMAGE_STORAGE, &b.sop),
+    ];
+    let (event, data) = request_commitment(&mut scu, &transaction, requested, 77).await;
     assert_eq!(event.u16(tags::EVENT_TYPE_ID), Some(2), "some failed");
     let data = data.expect("event information");
     assert_eq!(
@@ -129,11 +100,7 @@ async fn commitment(env: TestEnv) {
     want.sort();
     assert_eq!(failed, want);
     // Acknowledge the event; the association carries on.
-    let ack = CommandBuilder::response_to(field::N_EVENT_REPORT_RSP, event.message_id)
-        .uid(tags::AFFECTED_SOP_CLASS_UID, STORAGE_COMMITMENT_PUSH)
-        .us(tags::STATUS, 0)
-        .encode();
-    scu.send_command(pc, ack).await;
+    acknowledge(&mut scu, &event).await;
     let more = b.next_instance();
     let data = encode_explicit_le(&mr_dataset(&more, 3, 8, 8));
     assert_eq!(
@@ -145,23 +112,24 @@ async fn commitment(env: TestEnv) {
 }
 both_backends!(commitment, commitment);
 
-/// Send an N-ACTION commitment request for `sops` and read the N-ACTION-RSP and the
-/// N-EVENT-REPORT (acknowledged).
-async fn commit(scu: &mut Scu, sops: &[&str], message_id: u16) {
+/// Send an N-ACTION commitment request (`transaction`, `refs`), check the
+/// N-ACTION-RSP, and return the N-EVENT-REPORT-RQ with its event information.
+async fn request_commitment(
+    scu: &mut Scu,
+    transaction: &str,
+    refs: Vec<InMemDicomObject>,
+    message_id: u16,
+) -> (glia::dimse::command::Command, Option<InMemDicomObject>) {
     let mut info = InMemDicomObject::new_empty();
     info.put(DataElement::new(
         tags::TRANSACTION_UID,
         VR::UI,
-        PrimitiveValue::from(new_uid()),
+        PrimitiveValue::from(transaction),
     ));
     info.put(DataElement::new(
         tags::REFERENCED_SOP_SEQUENCE,
         VR::SQ,
-        Value::from(DataSetSequence::from(
-            sops.iter()
-                .map(|s| item(uids::MR_IMAGE_STORAGE, s))
-                .collect::<Vec<_>>(),
-        )),
+        Value::from(DataSetSequence::from(refs)),
     ));
     let (pc, _) = scu.pc(STORAGE_COMMITMENT_PUSH);
     let cmd = CommandBuilder::new(field::N_ACTION_RQ)
@@ -176,15 +144,38 @@ async fn commit(scu: &mut Scu, sops: &[&str], message_id: u16) {
         .encode();
     scu.send_command(pc, cmd).await;
     scu.send_data(pc, &encode_explicit_le(&info), true).await;
+
     let (rsp, _) = scu.response_with_data(STORAGE_COMMITMENT_PUSH).await;
+    assert_eq!(rsp.field, field::N_ACTION_RSP);
     assert_eq!(rsp.u16(tags::STATUS), Some(0));
-    let (event, _) = scu.response_with_data(STORAGE_COMMITMENT_PUSH).await;
-    assert_eq!(event.u16(tags::EVENT_TYPE_ID), Some(1), "all committed");
+    assert_eq!(
+        rsp.u16(tags::MESSAGE_ID_BEING_RESPONDED_TO),
+        Some(message_id)
+    );
+    let (event, data) = scu.response_with_data(STORAGE_COMMITMENT_PUSH).await;
+    assert_eq!(event.field, field::N_EVENT_REPORT_RQ);
+    (event, data)
+}
+
+/// Answer an N-EVENT-REPORT-RQ with success.
+async fn acknowledge(scu: &mut Scu, event: &glia::dimse::command::Command) {
+    let (pc, _) = scu.pc(STORAGE_COMMITMENT_PUSH);
     let ack = CommandBuilder::response_to(field::N_EVENT_REPORT_RSP, event.message_id)
         .uid(tags::AFFECTED_SOP_CLASS_UID, STORAGE_COMMITMENT_PUSH)
         .us(tags::STATUS, 0)
         .encode();
     scu.send_command(pc, ack).await;
+}
+
+/// Commit MR instances `sops`; all must be committed.
+async fn commit(scu: &mut Scu, sops: &[&str], message_id: u16) {
+    let requested = sops
+        .iter()
+        .map(|s| item(uids::MR_IMAGE_STORAGE, s))
+        .collect();
+    let (event, _) = request_commitment(scu, &new_uid(), requested, message_id).await;
+    assert_eq!(event.u16(tags::EVENT_TYPE_ID), Some(1), "all committed");
+    acknowledge(scu, &event).await;
 }
 
 /// A committed study is complete: the AI pipeline gets it at once (trigger

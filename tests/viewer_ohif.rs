@@ -15,7 +15,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::gen::{encode_explicit_le, mr_dataset, set_pixels, set_str, Ids};
 use common::scu::Scu;
@@ -23,8 +23,7 @@ use common::{require, Backend, TestEnv};
 use dicom_core::VR;
 use dicom_dictionary_std::{tags, uids};
 
-/// The OHIF release the browser test runs (and `.ci/run` packs).
-const OHIF_VERSION: &str = "3.13.2";
+use common::ohif::{browser_available, ohif_dist, repo, OHIF_VERSION};
 
 struct Reply {
     status: u16,
@@ -349,58 +348,6 @@ async fn cors_any_and_none() {
 }
 
 // ---- OHIF in Chromium -----------------------------------------------------------
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// OHIF's dist, unpacked once from the packed tarball `.ci/run` fetched
-/// (`target/ohif-dist/ohif-app-VERSION.tgz`); `GLIA_OHIF_DIST` names a dist instead.
-fn ohif_dist() -> Option<PathBuf> {
-    if let Ok(d) = std::env::var("GLIA_OHIF_DIST") {
-        return Path::new(&d)
-            .join("index.html")
-            .is_file()
-            .then(|| PathBuf::from(d));
-    }
-    let cache = repo().join("target/ohif-dist");
-    let dist = cache.join(OHIF_VERSION).join("package/dist");
-    if dist.join("index.html").is_file() {
-        return Some(dist);
-    }
-    let tgz = cache.join(format!("ohif-app-{OHIF_VERSION}.tgz"));
-    if !tgz.is_file() {
-        return None;
-    }
-    // Unpack beside, then rename: a concurrent or interrupted run never sees half a dist.
-    let tmp = cache.join(format!("{OHIF_VERSION}.tmp-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).ok()?;
-    let ok = std::process::Command::new("tar")
-        .arg("xzf")
-        .arg(&tgz)
-        .arg("-C")
-        .arg(&tmp)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok || std::fs::rename(&tmp, cache.join(OHIF_VERSION)).is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    dist.join("index.html").is_file().then_some(dist)
-}
-
-fn browser_available() -> bool {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    Path::new(&chromium).exists()
-        && repo()
-            .join("tests/peers/node_modules/playwright-core")
-            .is_dir()
-        && std::process::Command::new("node")
-            .arg("--version")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-}
 
 /// Two MR series of 256×256 16-bit slices: rings around a moving centre on a
 /// gradient (series 1), a checkerboard with a bright disc (series 2).

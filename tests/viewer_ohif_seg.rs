@@ -19,9 +19,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 
 use common::http::HttpResponse;
+use common::ohif::{browser_available, ohif_dist, repo, OHIF_VERSION};
 use common::{require, Backend, TestEnv};
 use dicom_object::{FileDicomObject, InMemDicomObject};
 use glia::ai::assemble::{assemble, labels_to_reference, AssembleOptions};
@@ -29,15 +29,9 @@ use glia::ai::dcm::{parse_part10, Channel};
 use glia::ai::seg::{build_seg, SegInfo, SEGMENTS};
 use glia::ai::synth::{synth_study, SynthOptions};
 
-/// The OHIF release the browser test runs (and `.ci/run` packs).
-const OHIF_VERSION: &str = "3.13.2";
 /// The SEG's SeriesDescription, looked for in OHIF's study browser.
 const SEG_DESCRIPTION: &str = "Glia tumour SEG (truth)";
 const BOUNDARY: &str = "glia-ohif-seg-boundary";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 // ---- the one place that talks HTTP to the node -----------------------------------
 
@@ -63,55 +57,6 @@ fn viewer_url(addr: SocketAddr, study: &str) -> String {
 }
 
 // ---- OHIF dist and browser --------------------------------------------------------
-
-/// OHIF's dist, unpacked once from `target/ohif-dist/ohif-app-VERSION.tgz` (which
-/// `.ci/run` packs) into `target/ohif-dist/VERSION/`; `GLIA_OHIF_DIST` names a dist
-/// instead. Same layout as `tests/viewer_ohif.rs`, so either test may unpack it.
-fn ohif_dist() -> Option<PathBuf> {
-    if let Ok(d) = std::env::var("GLIA_OHIF_DIST") {
-        return Path::new(&d)
-            .join("index.html")
-            .is_file()
-            .then(|| PathBuf::from(d));
-    }
-    let cache = repo().join("target/ohif-dist");
-    let dist = cache.join(OHIF_VERSION).join("package/dist");
-    if dist.join("index.html").is_file() {
-        return Some(dist);
-    }
-    let tgz = cache.join(format!("ohif-app-{OHIF_VERSION}.tgz"));
-    if !tgz.is_file() {
-        return None;
-    }
-    // Unpack beside, then rename: a concurrent run never sees half a dist.
-    let tmp = cache.join(format!("{OHIF_VERSION}.seg-tmp-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).ok()?;
-    let ok = std::process::Command::new("tar")
-        .arg("xzf")
-        .arg(&tgz)
-        .arg("-C")
-        .arg(&tmp)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok || std::fs::rename(&tmp, cache.join(OHIF_VERSION)).is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    dist.join("index.html").is_file().then_some(dist)
-}
-
-fn browser_available() -> bool {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    Path::new(&chromium).exists()
-        && repo()
-            .join("tests/peers/node_modules/playwright-core")
-            .is_dir()
-        && std::process::Command::new("node")
-            .arg("--version")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-}
 
 // ---- the study and its SEG --------------------------------------------------------
 

@@ -8,9 +8,6 @@
 //! [`Engine`] (load once, share, `segment`), [`phantom::generate`] and the
 //! CLI handlers in [`cli`].
 
-// Parts of this API are for the AI-pipeline issue and not yet called from main.
-#![allow(dead_code, unused_imports)]
-
 pub mod assemble;
 pub mod cli;
 mod cpu_ops;

@@ -14,12 +14,8 @@
 //! `(r, c)` of slice `z` holds phantom voxel `(z, H-1-r, W-1-c)`. Instance
 //! number 1 is the most superior slice.
 
-use dicom_core::VR;
-use dicom_dictionary_std::tags;
-use dicom_object::InMemDicomObject;
-
 use super::dcm::{self, Channel};
-use super::grid::{add_scaled, cross, Grid, Vec3, MODEL_AXES};
+use super::grid::{add_scaled, Grid, Vec3, MODEL_AXES};
 use super::phantom::{self, PhantomSpec, TumourKind};
 use super::{AiError, LabelVolume, Volume4};
 

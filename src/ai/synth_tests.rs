@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::ai::dcm::{get_f64s, get_str, parse_part10};
+use dicom_dictionary_std::tags;
 
 fn small(faults: Vec<Fault>) -> SynthStudy {
     synth_study(&SynthOptions {

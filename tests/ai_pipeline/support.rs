@@ -139,6 +139,20 @@ pub async fn wait_job(
     }
 }
 
+/// Wait until the study's newest job has finished (succeeded, failed or skipped).
+pub async fn wait_done(node: SocketAddr, study_uid: &str) -> serde_json::Value {
+    wait_job(
+        node,
+        study_uid,
+        &["succeeded", "failed", "skipped"],
+        JOB_TIMEOUT,
+    )
+    .await
+}
+
+/// How long a test waits for a job (debug builds on a loaded 2-core machine).
+pub const JOB_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// The study's AI results, newest first.
 pub async fn results(node: SocketAddr, study_uid: &str) -> Vec<serde_json::Value> {
     let (status, v) = get_json(node, &format!("/api/ai/studies/{study_uid}/results")).await;

@@ -6,6 +6,7 @@
 
 pub mod gen;
 pub mod http;
+pub mod ohif;
 pub mod scu;
 
 use std::path::{Path, PathBuf};
