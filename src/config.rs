@@ -162,9 +162,6 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DicomWebConfig {
-    /// Serve DICOMweb to clients on other hosts. Until authentication lands, the
-    /// default serves loopback clients only.
-    pub allow_remote: bool,
     /// Largest STOW-RS request body (bytes); larger requests get 413.
     pub max_upload_bytes: u64,
     /// QIDO-RS results per request when the client gives no `limit`.
@@ -180,7 +177,6 @@ pub struct DicomWebConfig {
 impl Default for DicomWebConfig {
     fn default() -> Self {
         Self {
-            allow_remote: false,
             max_upload_bytes: 4 << 30,
             qido_default_limit: 1000,
             qido_max_limit: 10_000,

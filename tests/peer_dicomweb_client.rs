@@ -108,8 +108,9 @@ async fn dicomweb_client_check(env: TestEnv) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/dicomweb_client_check.py");
     let url = format!("http://127.0.0.1:{}/dicom-web", node.http_addr.port());
     let mut cmd = tokio::process::Command::new("python3");
+    let token = common::http::token_for(node.http_addr).expect("the harness registered a token");
     cmd.arg(&script)
-        .args(["--url", &url])
+        .args(["--url", &url, "--token", &token])
         .arg("--dir")
         .arg(&sent);
     // Diagnosis: GLIA_TEST_DWC_PRELOAD=import stores the files by `glia import` instead of

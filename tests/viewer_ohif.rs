@@ -442,12 +442,15 @@ async fn ohif_viewer() {
     let ids = store_study(&node).await;
     let out = repo().join("target/test-artifacts/ohif-viewer.png");
     let base = format!("http://127.0.0.1:{}", node.http_addr.port());
+    // The viewer is opened with a link token; Glia keeps it in a cookie for OHIF's
+    // DICOMweb requests.
+    let token = common::admin_link_token(&node).await;
     let run = tokio::time::timeout(
         std::time::Duration::from_secs(400),
         tokio::process::Command::new("node")
             .arg(repo().join("tests/peers/ohif_check.mjs"))
             // OHIF shows "FAMILY, GIVEN" in its study list.
-            .args(["--base", &base, "--study", &ids.study])
+            .args(["--base", &base, "--study", &ids.study, "--token", &token])
             .args(["--list-text", "VIEWER, TEST", "--list-text", "BRAIN MRI"])
             .arg("--out")
             .arg(&out)

@@ -218,7 +218,14 @@ async fn ohif_lists_and_overlays_seg() {
     let labels: Vec<&str> = SEGMENTS.iter().map(|s| s.name).collect();
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg(repo().join("tests/peers/ohif_seg_check.mjs"))
-        .args(["--url", &viewer_url(addr, &stored.study)])
+        .args([
+            "--url",
+            &format!(
+                "{}&token={}",
+                viewer_url(addr, &stored.study),
+                common::admin_link_token(&node).await
+            ),
+        ])
         .args(["--seg-description", SEG_DESCRIPTION])
         .args(["--reference-description", &stored.reference_description])
         .arg("--out")

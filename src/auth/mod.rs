@@ -2,6 +2,10 @@
 //! studies it may see ([`crate::query::StudyScope`]). Authentication (passwords,
 //! tokens, two-factor) and the authorisation rules of every route build on these.
 
+pub mod context;
+pub mod link;
+pub mod policy;
+
 use serde::{Deserialize, Serialize};
 
 /// The roles of Glia's users.

@@ -6,8 +6,9 @@
 //! `metadata`, `frames` + `bulkdata` (ranged reads by the layout recorded at ingest),
 //! `stow`, `rendered` (pipeline in `render_image`, parameters in `render_params`),
 //! `wado_uri`; `multipart` and `media` are shared helpers, `error`
-//! maps failures to HTTP. Access is decided in one place, [`gate`], wrapped around
-//! every route.
+//! maps failures to HTTP. Access is decided in one place, the HTTP authorisation
+//! middleware (`crate::http::authz`): every search and retrieve resolves through the
+//! query model with the caller's study scope (`crate::auth::context::scope`).
 
 pub mod bulkdata;
 pub mod error;
@@ -71,7 +72,7 @@ pub fn routes() -> impl Endpoint {
             "/studies/:study/series/:series/instances/:instance/bulkdata/:tag",
             get(bulkdata::get_bulkdata),
         );
-    gate(rendered_routes(r))
+    rendered_routes(r)
 }
 
 /// The rendered and thumbnail resources (`rendered.rs`).
@@ -100,26 +101,6 @@ fn rendered_routes(r: Route) -> Route {
         format!("{I}/frames/:frames/thumbnail"),
         get(rendered::frame_thumbnail),
     )
-}
-
-/// Access control for every DICOMweb route, in one place. Until user authentication
-/// lands, clients on other hosts are refused unless `[dicomweb] allow_remote`.
-pub fn gate<E: Endpoint + 'static>(ep: E) -> impl Endpoint {
-    ep.around(|ep, req: Request| async move {
-        let allow_remote = req
-            .data::<AppState>()
-            .map(|s| s.config.dicomweb.allow_remote)
-            .unwrap_or(false);
-        let remote: Option<IpAddr> = req.remote_addr().as_socket_addr().map(|a| a.ip());
-        let loopback = remote.map(|ip| ip.is_loopback()).unwrap_or(false);
-        if !allow_remote && !loopback {
-            let refusal = DicomWebError::Forbidden(
-                "DICOMweb is served to loopback clients only ([dicomweb] allow_remote)".into(),
-            );
-            return Ok(poem::error::ResponseError::as_response(&refusal));
-        }
-        Ok(ep.call(req).await?.into_response())
-    })
 }
 
 /// The DICOMweb base URL as the client addressed it (`http://host:port/dicom-web`),
@@ -164,6 +145,7 @@ pub async fn resolve(
 ) -> WebResult<Vec<WebInstance>> {
     check_uid_param("StudyInstanceUID", study)?;
     let mut q = Query::new(Level::Image);
+    q.scope = crate::auth::context::scope();
     let uid = |tag| catalog::by_tag(tag).expect("unique keys are in the catalogue");
     q.add(uid(tags::STUDY_INSTANCE_UID), Matcher::Single(study.into()));
     if let Some(s) = series {

@@ -200,6 +200,7 @@ fn attrs_named<'a>(names: &'a [&'a str]) -> impl Iterator<Item = &'static Attr> 
 fn parse(state: &AppState, raw_query: &str, scope: &Scope<'_>) -> WebResult<QidoRequest> {
     let cfg = &state.config.dicomweb;
     let mut query = Query::new(scope.level);
+    query.scope = crate::auth::context::scope();
     query.options = QueryOptions {
         case_insensitive_names: state.config.query.person_name_case_insensitive,
         combined_datetime: false,

@@ -123,8 +123,11 @@ async fn run(
     // The body is complete and well-formed: from here on, finish whatever happens to
     // the connection.
     let ingestor = state.ingestor.clone();
+    // New studies belong to the sender's centre.
+    let centre_id = crate::auth::context::principal().and_then(|p| p.centre_id);
     let ctx = IngestContext {
         source_ae: Some(SOURCE_LABEL.into()),
+        centre_id,
         expected_study_instance_uid: study.clone(),
         ..Default::default()
     };

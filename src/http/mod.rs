@@ -1,8 +1,10 @@
 //! The HTTP server (poem): `/health`, `/metrics`, DICOMweb under `/dicom-web`, the
 //! OpenAPI API under `/api` (spec at `/api/openapi.json`, Swagger UI at `/api/docs`);
 //! the web viewer at `/viewer` when `[http] viewer_dir` is set; CORS per
-//! `[http] cors_origins`.
+//! `[http] cors_origins`. Every request is authenticated and authorised by one
+//! middleware, [`authz::Authz`], against the rule table in `crate::auth::policy`.
 
+pub mod authz;
 pub mod cors;
 pub mod viewer;
 
@@ -41,10 +43,11 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .nest("/dicom-web", crate::dicomweb::routes())
         .at(
             "/wado",
-            crate::dicomweb::gate(get(crate::dicomweb::wado_uri::wado)),
+            get(crate::dicomweb::wado_uri::wado),
         )
         .nest("/", health);
     with_viewer(route, &state.config.http.viewer_dir)
+        .with(authz::Authz)
         .with(cors::ScopedCors(cors::policy(
             &state.config.http.cors_origins,
         )))

@@ -223,6 +223,9 @@ pub fn build(query: &Query, max_rows: Option<u64>) -> SelectStatement {
     if let Some(e) = combined {
         q.and_where(e);
     }
+    if let Some(e) = super::scope::predicate(&query.scope, query.level) {
+        q.and_where(e);
+    }
     q.order_by(
         (Alias::new(query.level.alias()), Alias::new("id")),
         Order::Asc,

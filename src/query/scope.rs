@@ -2,6 +2,8 @@
 //! applies at every level, so QIDO-RS results (and every retrieve, which resolves
 //! through the query model) are filtered in SQL, not after the fact.
 
+use sea_orm::sea_query::{Alias, Cond, Expr, SelectStatement, SimpleExpr};
+
 /// The studies visible to a caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum StudyScope {
@@ -27,4 +29,70 @@ pub struct StudyFilter {
     pub study_uids: Vec<String>,
     /// Studies granted or assigned to this user (rows of `study_grant`).
     pub grants_of_user: Option<i64>,
+}
+
+impl StudyScope {
+    /// Whether this scope restricts anything.
+    pub fn is_all(&self) -> bool {
+        matches!(self, StudyScope::All)
+    }
+}
+
+/// The SQL predicate of a scope for a query at `level` (`None` = no restriction).
+/// At STUDY level and below it filters the joined study (`st`) and patient (`p`); at
+/// PATIENT level a patient is visible when one of its studies is (an `EXISTS`).
+pub(super) fn predicate(scope: &StudyScope, level: super::Level) -> Option<SimpleExpr> {
+    let StudyScope::Only(f) = scope else {
+        return None;
+    };
+    if level >= super::Level::Study {
+        return Some(study_rules(f, "st", "p"));
+    }
+    let mut sub = SelectStatement::new();
+    sub.expr(Expr::value(1))
+        .from_as(Alias::new("study"), Alias::new("vs"))
+        .and_where(
+            Expr::col((Alias::new("vs"), Alias::new("patient_fk")))
+                .equals((Alias::new("p"), Alias::new("id"))),
+        )
+        .and_where(study_rules(f, "vs", "p"));
+    Some(Expr::exists(sub))
+}
+
+/// Any rule of the filter, on the study aliased `st` of the patient aliased `p`.
+fn study_rules(f: &StudyFilter, st: &str, p: &str) -> SimpleExpr {
+    let c = |t: &str, col: &str| Expr::col((Alias::new(t), Alias::new(col)));
+    let mut any = Cond::any();
+    if !f.centre_ids.is_empty() {
+        any = any.add(c(st, "centre_id").is_in(f.centre_ids.clone()));
+    }
+    if let Some(name) = &f.referring_physician {
+        let norm = crate::db::record::normalize_person_name(name);
+        if !norm.is_empty() {
+            any = any.add(c(st, "referring_physician_name_norm").eq(norm));
+        }
+    }
+    for (id, issuer) in &f.patient_ids {
+        let mut one = Cond::all().add(c(p, "patient_id").eq(id.clone()));
+        if !issuer.is_empty() {
+            one = one.add(c(p, "issuer_of_patient_id").eq(issuer.clone()));
+        }
+        any = any.add(one);
+    }
+    if !f.study_uids.is_empty() {
+        any = any.add(c(st, "study_instance_uid").is_in(f.study_uids.clone()));
+    }
+    if let Some(user) = f.grants_of_user {
+        let mut granted = SelectStatement::new();
+        granted
+            .column(Alias::new("study_instance_uid"))
+            .from(Alias::new("study_grant"))
+            .and_where(Expr::col(Alias::new("user_id")).eq(user));
+        any = any.add(c(st, "study_instance_uid").in_subquery(granted));
+    }
+    if any.is_empty() {
+        // An empty filter sees nothing.
+        return Expr::value(false);
+    }
+    any.into()
 }

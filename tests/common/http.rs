@@ -3,13 +3,37 @@
 //! (a server may answer before it has read the whole body), responses with a
 //! Content-Length, chunked or delimited by the connection's end.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a test waits for a whole response.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Bearer tokens of the nodes under test, by HTTP address (see [`register_token`]).
+static TOKENS: Mutex<Option<HashMap<SocketAddr, String>>> = Mutex::new(None);
+
+/// Send `token` as `Authorization: Bearer` on every request to `addr` that does not
+/// name an Authorization header itself (the test harness registers an admin token for
+/// every node it starts; tests of access control pass their own header).
+pub fn register_token(addr: SocketAddr, token: &str) {
+    TOKENS
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .insert(addr, token.to_string());
+}
+
+/// The token registered for `addr`, if any.
+pub fn token_for(addr: SocketAddr) -> Option<String> {
+    TOKENS.lock().unwrap().as_ref()?.get(&addr).cloned()
+}
+
+/// The header value that means "send no credentials" to [`request`].
+pub const ANONYMOUS: (&str, &str) = ("Authorization", "");
 
 /// A parsed response.
 #[derive(Debug, Clone)]
@@ -69,7 +93,18 @@ pub async fn request(
     body: &[u8],
 ) -> std::io::Result<HttpResponse> {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let named_auth = headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+    if !named_auth {
+        if let Some(t) = token_for(addr) {
+            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+    }
     for (n, v) in headers {
+        if n.eq_ignore_ascii_case("authorization") && v.is_empty() {
+            continue;
+        }
         head.push_str(&format!("{n}: {v}\r\n"));
     }
     let framed = headers.iter().any(|(n, _)| {

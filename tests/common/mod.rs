@@ -8,6 +8,7 @@ pub mod gen;
 pub mod http;
 pub mod ohif;
 pub mod scu;
+pub mod world;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -252,6 +253,8 @@ impl TestEnv {
         config.ingest.spool_dir = dir.path().join("spool");
         // The AI pipeline runs only in the tests about it (tests/ai_pipeline.rs).
         config.ai.enabled = false;
+        // The harness's admin token outlives the longest test.
+        config.auth.access_token_ttl_secs = 4 * 3600;
         let mut pg = None;
         match backend {
             Backend::Sqlite => {
@@ -288,11 +291,15 @@ impl TestEnv {
         })
     }
 
-    /// Start an in-process node on this environment.
+    /// Start an in-process node on this environment, with a test administrator whose
+    /// bearer token [`http::request`] sends by default (see [`admin_token`]).
     pub async fn start(&self) -> RunningNode {
-        glia::app::start(self.config.clone())
+        let node = glia::app::start(self.config.clone())
             .await
-            .expect("node starts")
+            .expect("node starts");
+        let token = admin_token(&node).await;
+        http::register_token(node.http_addr, &token);
+        node
     }
 
     /// Write this environment's config as `--set` arguments for the `glia` binary.
@@ -365,11 +372,54 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
     panic!("nothing listens on port {port} after {timeout:?}");
 }
 
+/// The test administrator's username and password (created by [`admin_token`]).
+pub const TEST_ADMIN: (&str, &str) = ("test-admin", "test-admin-password");
+
+/// Create the test administrator on a node (unless it exists: a restarted node or a
+/// second node on the same database) and log in; returns the access token.
+pub async fn admin_token(node: &RunningNode) -> String {
+    let auth = &node.state.auth;
+    let _ = auth
+        .create_user(glia::auth::service::UserSpec {
+            username: TEST_ADMIN.0.into(),
+            password: TEST_ADMIN.1.into(),
+            email: None,
+            full_name: Some("Test Administrator".into()),
+            role: glia::auth::Role::Admin,
+            centre_id: None,
+            physician_name: None,
+            patient_ids: Vec::new(),
+        })
+        .await;
+    auth.login(TEST_ADMIN.0, TEST_ADMIN.1, None, None)
+        .await
+        .expect("the test administrator logs in")
+        .access_token
+}
+
+/// A link token (`?token=`) for the test administrator of a node.
+pub async fn admin_link_token(node: &RunningNode) -> String {
+    let user = node
+        .state
+        .auth
+        .repo()
+        .user_by_username(TEST_ADMIN.0)
+        .await
+        .unwrap()
+        .expect("the test administrator exists");
+    glia::auth::link::issue(&node.state.config.auth.jwt_secret, user.id, 3600)
+}
+
 /// A plain HTTP GET; returns the body.
 pub async fn http_get(http: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(http).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+    let auth = http::token_for(http)
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n").as_bytes(),
+    )
         .await
         .unwrap();
     let mut out = String::new();

@@ -130,9 +130,11 @@ def main():
     ap.add_argument("--dir", required=True, help="folder of the Part 10 files to send")
     ap.add_argument("--stored", action="store_true",
                     help="the files were already stored (glia import): skip STOW-RS")
+    ap.add_argument("--token", default="", help="bearer token sent with every request")
     args = ap.parse_args()
     data = Data(args.dir)
-    client = DICOMwebClient(args.url, timeout=60)
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else None
+    client = DICOMwebClient(args.url, timeout=60, headers=headers)
     # dicomweb-client 0.61.2 sets its own `Host` header from the URL's host name
     # *without the port*, so a server that builds BulkDataURIs from Host (as it should)
     # answers port-80 URIs. Give it the port (this attribute only feeds that header).

@@ -33,6 +33,9 @@ const base = arg('base').replace(/\/$/, '');
 const study = arg('study');
 const listTexts = process.argv.flatMap((a, i) => (a === '--list-text' ? [process.argv[i + 1]] : []));
 const out = arg('out');
+// A Glia link token: the first page load carries it (?token=), Glia answers with an
+// HttpOnly cookie, and OHIF's DICOMweb requests are authenticated by that cookie.
+const token = arg('token', '');
 const timeoutMs = Number(arg('timeout-ms', '90000'));
 const results = { passed: 0, failed: 0 };
 
@@ -82,7 +85,7 @@ try {
 
   // ---- 1. study list ------------------------------------------------------------
   try {
-    await page.goto(`${base}/viewer`, { waitUntil: 'domcontentloaded', timeout: timeoutMs });
+    await page.goto(`${base}/viewer${token ? `?token=${encodeURIComponent(token)}` : ''}`, { waitUntil: 'domcontentloaded', timeout: timeoutMs });
     await page.waitForFunction(
       (texts) => document.body && texts.every((t) => document.body.innerText.includes(t)),
       listTexts,
