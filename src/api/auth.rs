@@ -117,7 +117,7 @@ impl AuthApi {
 impl AuthApi {
     /// OAuth2 password grant: username + password (+ `totp_code` when two-factor is
     /// enabled) for an access token and a refresh token.
-    #[oai(path = "/token", method = "post")]
+    #[oai(path = "/token", method = "post", operation_id = "auth_token")]
     async fn token(
         &self,
         req: &Request,
@@ -149,7 +149,7 @@ impl AuthApi {
 
     /// Exchange a refresh token for a new access token and refresh token; the old
     /// refresh token is revoked.
-    #[oai(path = "/refresh", method = "post")]
+    #[oai(path = "/refresh", method = "post", operation_id = "auth_refresh")]
     async fn refresh(
         &self,
         req: &Request,
@@ -165,7 +165,7 @@ impl AuthApi {
     }
 
     /// Revoke a refresh token (logout). Unknown tokens are accepted silently.
-    #[oai(path = "/logout", method = "post")]
+    #[oai(path = "/logout", method = "post", operation_id = "auth_logout")]
     async fn logout(&self, req: &Request, body: Json<RefreshRequest>) -> Result<NoContent, ApiError> {
         self.rate(req)?;
         self.state
@@ -176,7 +176,7 @@ impl AuthApi {
     }
 
     /// The caller's own account.
-    #[oai(path = "/me", method = "get")]
+    #[oai(path = "/me", method = "get", operation_id = "auth_me")]
     async fn me(&self, req: &Request, auth: BearerAuth) -> Result<Json<UserDto>, ApiError> {
         self.rate(req)?;
         let user = self
@@ -191,7 +191,7 @@ impl AuthApi {
 
     /// Change the caller's password (at least 10 characters). Revokes every refresh
     /// token of the account.
-    #[oai(path = "/password", method = "post")]
+    #[oai(path = "/password", method = "post", operation_id = "auth_change_password")]
     async fn password(
         &self,
         req: &Request,
@@ -210,7 +210,7 @@ impl AuthApi {
 
     /// Start two-factor enrolment: a new TOTP secret, required at login once
     /// confirmed with `/api/auth/totp/verify`.
-    #[oai(path = "/totp/enrol", method = "post")]
+    #[oai(path = "/totp/enrol", method = "post", operation_id = "auth_totp_enrol")]
     async fn totp_enrol(
         &self,
         req: &Request,
@@ -226,7 +226,7 @@ impl AuthApi {
 
     /// Confirm two-factor enrolment with a current code; from then on login needs
     /// `totp_code`.
-    #[oai(path = "/totp/verify", method = "post")]
+    #[oai(path = "/totp/verify", method = "post", operation_id = "auth_totp_verify")]
     async fn totp_verify(
         &self,
         req: &Request,

@@ -83,7 +83,7 @@ fn not_found(id: i64) -> ApiError {
 #[OpenApi(tag = "CentreTags::Centres")]
 impl CentresApi {
     /// List centres, optionally only active (or inactive) ones.
-    #[oai(path = "/centres", method = "get")]
+    #[oai(path = "/centres", method = "get", operation_id = "list_centres")]
     async fn list(
         &self,
         auth: BearerAuth,
@@ -103,7 +103,7 @@ impl CentresApi {
     }
 
     /// One centre.
-    #[oai(path = "/centres/:id", method = "get")]
+    #[oai(path = "/centres/:id", method = "get", operation_id = "get_centre")]
     async fn get(&self, auth: BearerAuth, id: Path<i64>) -> Result<Json<CentreDto>, ApiError> {
         require_role(&auth.0, &[Role::Admin])?;
         let c = self
@@ -117,7 +117,7 @@ impl CentresApi {
     }
 
     /// Create a centre (names are unique).
-    #[oai(path = "/centres", method = "post")]
+    #[oai(path = "/centres", method = "post", operation_id = "create_centre")]
     async fn create(
         &self,
         req: &Request,
@@ -152,7 +152,7 @@ impl CentresApi {
     }
 
     /// Update a centre (absent fields unchanged, `null` clears).
-    #[oai(path = "/centres/:id", method = "patch")]
+    #[oai(path = "/centres/:id", method = "patch", operation_id = "update_centre")]
     async fn update(
         &self,
         req: &Request,
@@ -193,7 +193,7 @@ impl CentresApi {
     }
 
     /// Deactivate a centre.
-    #[oai(path = "/centres/:id/deactivate", method = "post")]
+    #[oai(path = "/centres/:id/deactivate", method = "post", operation_id = "deactivate_centre")]
     async fn deactivate(
         &self,
         req: &Request,

@@ -243,7 +243,7 @@ impl UsersApi {
 #[OpenApi(tag = "UserTags::Users")]
 impl UsersApi {
     /// List users (admins: all; centre managers: their centre's).
-    #[oai(path = "/users", method = "get")]
+    #[oai(path = "/users", method = "get", operation_id = "list_users")]
     async fn list(
         &self,
         auth: BearerAuth,
@@ -278,14 +278,14 @@ impl UsersApi {
     }
 
     /// One user.
-    #[oai(path = "/users/:id", method = "get")]
+    #[oai(path = "/users/:id", method = "get", operation_id = "get_user")]
     async fn get(&self, auth: BearerAuth, id: Path<i64>) -> Result<Json<UserDto>, ApiError> {
         let m = manages(&auth.0)?;
         Ok(Json(self.load(m, id.0).await?.into()))
     }
 
     /// Create a user.
-    #[oai(path = "/users", method = "post")]
+    #[oai(path = "/users", method = "post", operation_id = "create_user")]
     async fn create(
         &self,
         req: &Request,
@@ -344,7 +344,7 @@ impl UsersApi {
     }
 
     /// Update a user (absent fields unchanged, `null` clears).
-    #[oai(path = "/users/:id", method = "patch")]
+    #[oai(path = "/users/:id", method = "patch", operation_id = "update_user")]
     async fn update(
         &self,
         req: &Request,
@@ -410,7 +410,7 @@ impl UsersApi {
 
     /// Deactivate a user: their tokens stop working and their refresh tokens are
     /// revoked.
-    #[oai(path = "/users/:id/deactivate", method = "post")]
+    #[oai(path = "/users/:id/deactivate", method = "post", operation_id = "deactivate_user")]
     async fn deactivate(
         &self,
         req: &Request,

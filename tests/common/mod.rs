@@ -4,6 +4,7 @@
 //! (skipped loudly on a developer machine, a failure when `CI=true`).
 #![allow(dead_code)]
 
+pub mod auth;
 pub mod gen;
 pub mod http;
 pub mod ohif;
