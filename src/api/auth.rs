@@ -21,7 +21,7 @@ enum AuthTags {
 }
 
 /// An OAuth2 password-grant token request (`application/x-www-form-urlencoded`).
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Deserialize)]
 pub struct TokenRequest {
     /// Must be `password`.
     pub grant_type: String,
@@ -132,8 +132,8 @@ impl AuthApi {
             ));
         }
         if check_text(&[
-            ("username", Some(&f.username)),
-            ("password", Some(&f.password)),
+            ("username", Some(f.username.as_str())),
+            ("password", Some(f.password.as_str())),
         ])
         .is_err()
         {
@@ -200,7 +200,7 @@ impl AuthApi {
     ) -> Result<NoContent, ApiError> {
         self.rate(req)?;
         let b = body.0;
-        check_text(&[("new_password", Some(&b.new_password))])?;
+        check_text(&[("new_password", Some(b.new_password.as_str()))])?;
         self.state
             .auth
             .change_password(&auth.0, &b.current_password, &b.new_password, client_ip(req))

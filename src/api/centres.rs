@@ -127,7 +127,7 @@ impl CentresApi {
         require_role(&auth.0, &[Role::Admin])?;
         let b = body.0;
         check_text(&[
-            ("name", Some(&b.name)),
+            ("name", Some(b.name.as_str())),
             ("address", b.address.as_deref()),
             ("contact_email", b.contact_email.as_deref()),
             ("contact_phone", b.contact_phone.as_deref()),

@@ -120,6 +120,7 @@ impl From<DbError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         let code = e.code();
+        let msg = e.to_string();
         match e {
             AuthError::MissingToken
             | AuthError::InvalidToken
@@ -129,14 +130,14 @@ impl From<AuthError> for ApiError {
             | AuthError::Locked
             | AuthError::TotpRequired
             | AuthError::InvalidTotp
-            | AuthError::InvalidRefreshToken => ApiError::unauthorized(code, e.to_string()),
-            AuthError::RateLimited => ApiError::TooManyRequests(body(code, e.to_string())),
+            | AuthError::InvalidRefreshToken => ApiError::unauthorized(code, msg),
+            AuthError::RateLimited => ApiError::TooManyRequests(body(code, msg)),
             AuthError::WrongPassword
             | AuthError::WeakPassword
             | AuthError::TotpNotEnrolled
-            | AuthError::Invalid(_) => ApiError::bad_request(code, e.to_string()),
+            | AuthError::Invalid(_) => ApiError::bad_request(code, msg),
             AuthError::TotpAlreadyEnabled | AuthError::Conflict(_) => {
-                ApiError::conflict(code, e.to_string())
+                ApiError::conflict(code, msg)
             }
             AuthError::Db(e) => ApiError::internal(&e),
             AuthError::Internal(m) => ApiError::internal(&m),

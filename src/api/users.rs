@@ -168,8 +168,8 @@ fn links(ids: Vec<PatientIdDto>) -> Vec<PatientLink> {
 fn patient_texts(ids: &[PatientIdDto]) -> Result<(), ApiError> {
     for p in ids {
         check_text(&[
-            ("patient_id", Some(&p.patient_id)),
-            ("issuer", Some(&p.issuer)),
+            ("patient_id", Some(p.patient_id.as_str())),
+            ("issuer", Some(p.issuer.as_str())),
         ])?;
     }
     Ok(())
@@ -295,8 +295,8 @@ impl UsersApi {
         let m = manages(&auth.0)?;
         let b = body.0;
         check_text(&[
-            ("username", Some(&b.username)),
-            ("password", Some(&b.password)),
+            ("username", Some(b.username.as_str())),
+            ("password", Some(b.password.as_str())),
             ("email", b.email.as_deref()),
             ("full_name", b.full_name.as_deref()),
             ("physician_name", b.physician_name.as_deref()),
