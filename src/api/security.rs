@@ -11,18 +11,31 @@ use std::net::IpAddr;
 
 use poem::Request;
 use poem_openapi::auth::Bearer;
-use poem_openapi::SecurityScheme;
+use poem_openapi::{OAuthScopes, SecurityScheme};
 
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
+
+/// OAuth2 scopes. OpenAPI requires a flow to list its scopes; Glia has a single one
+/// (what a caller may do is decided by the user's role), and clients may omit it.
+#[derive(OAuthScopes)]
+#[oai(rename_all = "lowercase")]
+pub enum GliaScopes {
+    /// Use the API as the user's role allows.
+    Api,
+}
 
 /// An authenticated caller (bearer access token from `POST /api/auth/token`).
 #[derive(SecurityScheme)]
 #[oai(
     rename = "oauth2",
     ty = "oauth2",
-    flows(password(token_url = "/api/auth/token", refresh_url = "/api/auth/refresh")),
+    flows(password(
+        token_url = "/api/auth/token",
+        refresh_url = "/api/auth/refresh",
+        scopes = "GliaScopes"
+    )),
     checker = "principal_of_request"
 )]
 pub struct BearerAuth(pub Principal);
