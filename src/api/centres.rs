@@ -23,6 +23,7 @@ enum CentreTags {
 
 /// A diagnostic centre.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CentreDto {
     pub id: i64,
     pub name: String,

@@ -72,6 +72,7 @@ pub struct PatientIdDto {
 
 /// A user.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UserDto {
     pub id: i64,
     pub username: String,
