@@ -32,6 +32,8 @@ pub struct AppState {
     pub jobs: JobQueue,
     /// Wakes this node's AI workers when a job is queued here.
     pub ai_wake: Arc<Notify>,
+    /// Authentication (tokens, logins) and the identity repository.
+    pub auth: crate::auth::AuthService,
 }
 
 /// Errors during start-up.
@@ -41,6 +43,11 @@ pub enum StartError {
     Db(#[from] DbError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "[auth] jwt_secret is the built-in development key; set a secret of your own \
+         (GLIA__AUTH__JWT_SECRET) to run in [node] mode = \"production\""
+    )]
+    DevJwtSecret,
     #[error("spool directory: {0}")]
     Spool(std::io::Error),
     #[error("cannot bind {what} on {addr}: {source}")]
@@ -93,7 +100,13 @@ pub async fn open_state(config: Config) -> Result<AppState, StartError> {
         node_name(&config),
         std::time::Duration::from_secs(config.ai.retry_base_secs.max(1)),
     );
+    let auth = crate::auth::AuthService::new(
+        crate::db::identity::IdentityRepo::new(repo.connection().clone()),
+        &config.auth,
+        audit.clone(),
+    );
     Ok(AppState {
+        auth,
         config: Arc::new(config),
         repo,
         store,
@@ -103,6 +116,19 @@ pub async fn open_state(config: Config) -> Result<AppState, StartError> {
         jobs,
         ai_wake: Arc::new(Notify::new()),
     })
+}
+
+/// Refuse settings a production node must not run with (the development JWT key).
+pub fn check_production(config: &Config) -> Result<(), StartError> {
+    if config.node.mode == crate::config::NodeMode::Production
+        && config.auth.jwt_secret == crate::config::DEV_JWT_SECRET
+    {
+        return Err(StartError::DevJwtSecret);
+    }
+    if config.auth.jwt_secret == crate::config::DEV_JWT_SECRET {
+        tracing::warn!("[auth] jwt_secret is the development key; fine for dev mode only");
+    }
+    Ok(())
 }
 
 /// This node's name in the job queue: `[ai] node_name`, else host name and HTTP port
@@ -151,6 +177,7 @@ impl RunningNode {
 
 /// Start a node: state, DIMSE listener, HTTP server.
 pub async fn start(config: Config) -> Result<RunningNode, StartError> {
+    check_production(&config)?;
     let state = open_state(config).await?;
     let cfg = state.config.clone();
     let shutdown = CancellationToken::new();

@@ -33,6 +33,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub query: QueryConfig,
     pub dicomweb: DicomWebConfig,
+    pub auth: AuthConfig,
     pub ai: crate::ai::AiConfig,
     pub log: LogConfig,
 }
@@ -145,6 +146,9 @@ pub struct HttpConfig {
     /// Origins allowed to call the HTTP API and DICOMweb from a browser (CORS);
     /// `["*"]` allows any origin, empty allows none.
     pub cors_origins: Vec<String>,
+    /// Largest request body accepted on any route (bytes, by Content-Length); larger
+    /// requests get 413.
+    pub max_request_bytes: u64,
 }
 
 impl Default for HttpConfig {
@@ -154,6 +158,48 @@ impl Default for HttpConfig {
             port: 8080,
             viewer_dir: String::new(),
             cors_origins: Vec::new(),
+            max_request_bytes: 2 << 30,
+        }
+    }
+}
+
+/// The documented development JWT signing key: the default of `[auth] jwt_secret`,
+/// refused by `glia serve` in `[node] mode = "production"`.
+pub const DEV_JWT_SECRET: &str = "glia-development-jwt-secret-do-not-use-in-production";
+
+/// `[auth]`: user authentication (passwords, tokens, two-factor, throttling).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 key signing access tokens (env `GLIA__AUTH__JWT_SECRET`).
+    pub jwt_secret: String,
+    /// Lifetime of an access token (seconds).
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token (seconds).
+    pub refresh_token_ttl_secs: u64,
+    /// Wrong passwords in a row before the account is locked.
+    pub max_failed_logins: u32,
+    /// How long a locked account stays locked (seconds).
+    pub lockout_secs: u64,
+    /// Requests per minute one client IP may make to `/api/auth/*` (0 = unlimited).
+    pub login_rate_per_minute: u32,
+    /// Lifetime of a link token (`?token=` for WADO-URI links and the viewer), seconds.
+    pub link_token_ttl_secs: u64,
+    /// Which studies radiologists see: `all`, or `assigned` (their `study_grant` rows).
+    pub radiologist_scope: crate::auth::policy::RadiologistScope,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: DEV_JWT_SECRET.into(),
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 14 * 24 * 3600,
+            max_failed_logins: 5,
+            lockout_secs: 900,
+            login_rate_per_minute: 20,
+            link_token_ttl_secs: 3600,
+            radiologist_scope: crate::auth::policy::RadiologistScope::All,
         }
     }
 }

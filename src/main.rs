@@ -1,5 +1,5 @@
 //! The `glia` binary: parses the CLI, loads the configuration, sets up logging, and
-//! runs a subcommand (`serve` by default, `migrate`, `import`, the segmentation
+//! runs a subcommand (`serve` by default, `migrate`, `import`, `user add`, the segmentation
 //! engine's `model`, `train`, `eval`, `phantom`, and `sample-data`).
 
 use std::path::PathBuf;
@@ -36,6 +36,9 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         parallel: usize,
     },
+    /// User accounts (bootstrap the first admin).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Segmentation model tools (run the raw network, segment a volume).
     #[command(subcommand)]
     Model(glia::ai::cli::ModelCommand),
@@ -48,6 +51,29 @@ enum Command {
     /// Synthetic brain-MRI studies with tumours: write them as DICOM files and/or
     /// push them to a node with C-STORE (the node then segments them).
     SampleData(glia::ai::sample::SampleArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Create a user, e.g. the first admin:
+    /// `echo "$PASSWORD" | glia user add --role admin --username root --password-stdin`.
+    Add {
+        /// admin, radiologist, technician, referring_physician, patient, centre_manager.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        full_name: Option<String>,
+        /// The user's centre (id).
+        #[arg(long)]
+        centre: Option<i64>,
+        /// Read the password (first line) from standard input; required.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 fn init_logging(cfg: &Config) {
@@ -146,6 +172,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !summary.rejected.is_empty() && summary.stored + summary.duplicates == 0 {
                 std::process::exit(2);
             }
+        }
+        Command::User(UserCommand::Add {
+            role,
+            username,
+            email,
+            full_name,
+            centre,
+            password_stdin,
+        }) => {
+            anyhow::ensure!(
+                password_stdin,
+                "pass the password on standard input with --password-stdin"
+            );
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']).to_string();
+            let state = glia::app::open_state(config).await?;
+            let user = glia::auth::service::add_user_cli(
+                &state.auth,
+                glia::auth::service::UserSpec {
+                    username,
+                    password,
+                    email,
+                    full_name,
+                    role: glia::auth::Role::parse(&role).with_context(|| {
+                        format!("unknown role {role:?} (admin, radiologist, technician, referring_physician, patient, centre_manager)")
+                    })?,
+                    centre_id: centre,
+                    physician_name: None,
+                    patient_ids: Vec::new(),
+                },
+            )
+            .await?;
+            println!("created user {} ({}) with id {}", user.username, user.role, user.id);
         }
         Command::Model(_)
         | Command::Train(_)

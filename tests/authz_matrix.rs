@@ -9,13 +9,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use common::http::{self, HttpResponse};
 use common::world::{call, login, world, World};
 use common::{Backend, TestEnv};
 use glia::auth::policy::{self, Allow};
-use glia::auth::Role;
 
 /// DICOMweb and the other non-OpenAPI routes Glia serves (method, path template).
 const WEB_ROUTES: &[(&str, &str)] = &[
@@ -237,7 +234,7 @@ async fn study_scopes_filter_search_and_hide_retrieves() {
             })
             .unwrap_or_default()
     };
-    let mut sorted = |mut v: Vec<String>| {
+    let sorted = |mut v: Vec<String>| {
         v.sort();
         v
     };

@@ -10,6 +10,7 @@ mod m20261202_000004_sequences;
 mod m20261202_000005_jobs;
 mod m20261202_000006_audit;
 mod m20261202_000008_ai;
+mod m20261202_000009_identity;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000005_jobs::Migration),
             Box::new(m20261202_000006_audit::Migration),
             Box::new(m20261202_000008_ai::Migration),
+            Box::new(m20261202_000009_identity::Migration),
         ]
     }
 }

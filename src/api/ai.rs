@@ -346,7 +346,7 @@ impl AiApi {
     /// List AI jobs, newest first.
     #[oai(path = "/jobs", method = "get")]
     async fn list_jobs(
-        &self,
+        &self, _auth: crate::api::security::BearerAuth,
         /// Only jobs in this state.
         state: Query<Option<JobStateDto>>,
         /// Only jobs of this study.
@@ -373,7 +373,7 @@ impl AiApi {
 
     /// One job: state, progress, reason, timings.
     #[oai(path = "/jobs/:id", method = "get")]
-    async fn get_job(&self, id: Path<i64>) -> JobResponse {
+    async fn get_job(&self, _auth: crate::api::security::BearerAuth, id: Path<i64>) -> JobResponse {
         match self.state.jobs.get(id.0).await {
             Ok(Some(j)) if j.kind == JOB_KIND => JobResponse::Ok(Json(j.into())),
             Ok(_) => JobResponse::NotFound(err("not_found", "no such job")),
@@ -383,7 +383,7 @@ impl AiApi {
 
     /// A study's AI results, newest first (the current one and superseded ones).
     #[oai(path = "/studies/:study_uid/results", method = "get")]
-    async fn results(&self, study_uid: Path<String>) -> ResultsResponse {
+    async fn results(&self, _auth: crate::api::security::BearerAuth, study_uid: Path<String>) -> ResultsResponse {
         let conn = self.state.repo.connection();
         match db::ai::study_stamp(conn, &study_uid.0).await {
             Ok(Some(_)) => {}
@@ -399,7 +399,7 @@ impl AiApi {
     /// Queue a (re)run of the pipeline on a study, optionally with the four series
     /// chosen by hand. The new result supersedes the current one.
     #[oai(path = "/studies/:study_uid/run", method = "post")]
-    async fn run(&self, study_uid: Path<String>, body: Json<Option<RunRequest>>) -> RunResponse {
+    async fn run(&self, _auth: crate::api::security::BearerAuth, study_uid: Path<String>, body: Json<Option<RunRequest>>) -> RunResponse {
         let series = body.0.and_then(|b| b.series);
         match self.queue(&study_uid.0, series).await {
             Ok(Ok(job)) => RunResponse::Queued(Json(job.into())),
@@ -412,7 +412,7 @@ impl AiApi {
     /// default 300). An already active job for the study is waited for instead.
     #[oai(path = "/studies/:study_uid/run-sync", method = "post")]
     async fn run_sync(
-        &self,
+        &self, _auth: crate::api::security::BearerAuth,
         study_uid: Path<String>,
         timeout_secs: Query<Option<u64>>,
         body: Json<Option<RunRequest>>,
@@ -458,7 +458,7 @@ impl AiApi {
     /// Verify a preliminary report (radiologists); optionally with an edited text.
     #[oai(path = "/results/:id/verify", method = "post")]
     async fn verify(
-        &self,
+        &self, _auth: crate::api::security::BearerAuth,
         req: &Request,
         id: Path<i64>,
         body: Json<VerifyRequest>,

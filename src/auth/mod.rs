@@ -1,6 +1,18 @@
 //! Identity and access: who a caller is ([`Principal`], with its [`Role`]) and which
 //! studies it may see ([`crate::query::StudyScope`]). Authentication (passwords,
 //! tokens, two-factor) and the authorisation rules of every route build on these.
+//!
+//! Submodules: `password` (argon2id), `tokens` (JWT access + hashed refresh tokens),
+//! `totp` (two-factor), `throttle` (per-IP rate limit, lockout policy) and `service`
+//! ([`AuthService`], what every surface calls).
+
+pub mod password;
+pub mod service;
+pub mod throttle;
+pub mod tokens;
+pub mod totp;
+
+pub use service::{AuthError, AuthService};
 
 pub mod context;
 pub mod link;

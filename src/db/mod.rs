@@ -6,6 +6,7 @@
 pub mod ai;
 pub mod audit;
 pub mod entities;
+pub mod identity;
 pub mod jobs;
 pub mod record;
 pub mod repo;

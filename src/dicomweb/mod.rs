@@ -24,11 +24,9 @@ pub mod retrieve;
 pub mod stow;
 pub mod wado_uri;
 
-use std::net::IpAddr;
-
 use dicom_dictionary_std::tags;
 use poem::web::Data;
-use poem::{get, Endpoint, EndpointExt, IntoResponse, Request, Route};
+use poem::{get, Endpoint, Request, Route};
 
 use crate::app::AppState;
 use crate::query::{catalog, Level, Matcher, Query, WebInstance};

@@ -1,8 +1,9 @@
 //! The HTTP server (poem): `/health`, `/metrics`, DICOMweb under `/dicom-web`, the
 //! OpenAPI API under `/api` (spec at `/api/openapi.json`, Swagger UI at `/api/docs`);
 //! the web viewer at `/viewer` when `[http] viewer_dir` is set; CORS per
-//! `[http] cors_origins`. Every request is authenticated and authorised by one
-//! middleware, [`authz::Authz`], against the rule table in `crate::auth::policy`.
+//! `[http] cors_origins`; requests over `[http] max_request_bytes` are refused (413).
+//! Every request is authenticated and authorised by one middleware,
+//! [`authz::Authz`], against the rule table in `crate::auth::policy`.
 
 pub mod authz;
 pub mod cors;
@@ -38,7 +39,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
     let route = Route::new()
         .nest("/api/openapi.json", spec)
         .nest("/api/docs", docs)
-        .nest("/api", api)
+        .nest("/api", api.around(crate::api::error::json_errors))
         .at("/metrics", get(metrics))
         .nest("/dicom-web", crate::dicomweb::routes())
         .at(
@@ -48,10 +49,47 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .nest("/", health);
     with_viewer(route, &state.config.http.viewer_dir)
         .with(authz::Authz)
+        .with(BodyLimit(state.config.http.max_request_bytes))
         .with(cors::ScopedCors(cors::policy(
             &state.config.http.cors_origins,
         )))
         .data(state)
+}
+
+/// Refuses requests whose `Content-Length` exceeds `[http] max_request_bytes` with 413.
+struct BodyLimit(u64);
+
+impl<E: poem::Endpoint> poem::Middleware<E> for BodyLimit {
+    type Output = BodyLimitEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        BodyLimitEndpoint { inner: ep, max: self.0 }
+    }
+}
+
+/// The endpoint [`BodyLimit`] wraps.
+struct BodyLimitEndpoint<E> {
+    inner: E,
+    max: u64,
+}
+
+impl<E: poem::Endpoint> poem::Endpoint for BodyLimitEndpoint<E> {
+    type Output = poem::Response;
+
+    async fn call(&self, req: poem::Request) -> poem::Result<Self::Output> {
+        let declared = req
+            .headers()
+            .get(poem::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max) {
+            return Ok(crate::api::error::render(poem::Error::from_string(
+                format!("request body larger than {} bytes", self.max),
+                poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+            )));
+        }
+        Ok(poem::IntoResponse::into_response(self.inner.call(req).await?))
+    }
 }
 
 /// Mount the viewer at [`viewer::MOUNT`] when a viewer directory is configured.

@@ -4,6 +4,7 @@
 //! (skipped loudly on a developer machine, a failure when `CI=true`).
 #![allow(dead_code)]
 
+pub mod auth;
 pub mod gen;
 pub mod http;
 pub mod ohif;
@@ -255,6 +256,8 @@ impl TestEnv {
         config.ai.enabled = false;
         // The harness's admin token outlives the longest test.
         config.auth.access_token_ttl_secs = 4 * 3600;
+        // Many requests from one loopback client; the rate-limit test sets its own.
+        config.auth.login_rate_per_minute = 0;
         let mut pg = None;
         match backend {
             Backend::Sqlite => {
