@@ -250,7 +250,7 @@ impl UsersApi {
 
 #[OpenApi(tag = "UserTags::Users")]
 impl UsersApi {
-    /// List users (admins: all; centre managers: their centre's).
+    /// List users (admins: all; centre managers: their centre's, admins left out).
     #[oai(path = "/users", method = "get", operation_id = "list_users")]
     async fn list(
         &self,
@@ -283,6 +283,7 @@ impl UsersApi {
                 role: role.0.map(Role::from),
                 centre_id,
                 active: active.0,
+                exclude_admins: matches!(m, Manages::Centre(_)),
                 skip: skip.0.min(1_000_000_000),
                 limit: limit.0.clamp(1, MAX_LIMIT),
             })

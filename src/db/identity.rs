@@ -76,6 +76,8 @@ pub struct UserFilter {
     pub role: Option<Role>,
     pub centre_id: Option<i64>,
     pub active: Option<bool>,
+    /// Leave admins out (a centre manager's view).
+    pub exclude_admins: bool,
     pub skip: u64,
     pub limit: u64,
 }
@@ -341,6 +343,9 @@ impl IdentityRepo {
         }
         if let Some(a) = f.active {
             q = q.filter(app_user::Column::Active.eq(a));
+        }
+        if f.exclude_admins {
+            q = q.filter(app_user::Column::Role.ne(Role::Admin.as_str()));
         }
         let rows = q
             .order_by_asc(app_user::Column::Id)
