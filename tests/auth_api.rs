@@ -518,3 +518,67 @@ async fn principal_from_the_middleware_is_used() {
     assert_eq!(body["role"], "radiologist");
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_principal_carries_links_and_grants() {
+    use glia::auth::service::UserSpec;
+    use glia::db::identity::PatientLink;
+    let Some(env) = TestEnv::new(Backend::Sqlite).await else {
+        return;
+    };
+    let node = env.start().await;
+    let auth = &node.state.auth;
+    let centre = auth
+        .repo()
+        .create_centre(glia::db::identity::NewCentre {
+            name: "North".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let link = |id: &str, issuer: &str| PatientLink {
+        patient_id: id.into(),
+        issuer: issuer.into(),
+    };
+    let user = auth
+        .create_user(UserSpec {
+            username: "judy".into(),
+            password: PW.into(),
+            email: None,
+            full_name: None,
+            role: Role::Patient,
+            centre_id: Some(centre.id),
+            physician_name: Some("Doe^Jane".into()),
+            patient_ids: vec![link("PID-1", ""), link("PID-2", "HOSP")],
+        })
+        .await
+        .unwrap();
+    let t = token(node.http_addr, "judy", PW).await;
+    let p = auth.authenticate_bearer(&t).await.unwrap();
+    assert_eq!(p.user_id, user.id);
+    assert_eq!(p.role, Role::Patient);
+    assert_eq!(p.centre_id, Some(centre.id));
+    assert_eq!(
+        p.patient_ids,
+        vec![("PID-1".into(), "".into()), ("PID-2".into(), "HOSP".into())]
+    );
+    assert_eq!(p.physician_name.as_deref(), Some("Doe^Jane"));
+    assert!(matches!(
+        auth.authenticate_bearer("").await,
+        Err(glia::auth::AuthError::MissingToken)
+    ));
+
+    // Explicit study grants.
+    let repo = auth.repo();
+    repo.grant_study(user.id, "1.2.3").await.unwrap();
+    repo.grant_study(user.id, "1.2.3").await.unwrap();
+    repo.grant_study(user.id, "1.2.4").await.unwrap();
+    assert_eq!(
+        repo.granted_studies(user.id).await.unwrap(),
+        ["1.2.3", "1.2.4"]
+    );
+    assert!(repo.revoke_study(user.id, "1.2.3").await.unwrap());
+    assert!(!repo.revoke_study(user.id, "1.2.3").await.unwrap());
+    assert_eq!(repo.granted_studies(user.id).await.unwrap(), ["1.2.4"]);
+    node.stop().await;
+}
