@@ -207,7 +207,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             )
             .await?;
-            println!("created user {} ({}) with id {}", user.username, user.role, user.id);
+            println!(
+                "created user {} ({}) with id {}",
+                user.username, user.role, user.id
+            );
         }
         Command::Model(_)
         | Command::Train(_)

@@ -41,30 +41,74 @@ async fn sessions(env: TestEnv) {
     assert_eq!(me.status, 200, "{}", me.text());
     assert_eq!(me.json()["username"], "alice");
     assert_eq!(me.json()["role"], "technician");
-    assert_error(&api(addr, "GET", "/api/auth/me", None, None).await, 401, "missing_token");
+    assert_error(
+        &api(addr, "GET", "/api/auth/me", None, None).await,
+        401,
+        "missing_token",
+    );
 
     // Refresh rotates: the old refresh token is then refused.
-    let r = api(addr, "POST", "/api/auth/refresh", None, Some(json!({"refresh_token": refresh1}))).await;
+    let r = api(
+        addr,
+        "POST",
+        "/api/auth/refresh",
+        None,
+        Some(json!({"refresh_token": refresh1})),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let refresh2 = r.json()["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(refresh1, refresh2);
-    let me2 = api(addr, "GET", "/api/auth/me", r.json()["access_token"].as_str(), None).await;
+    let me2 = api(
+        addr,
+        "GET",
+        "/api/auth/me",
+        r.json()["access_token"].as_str(),
+        None,
+    )
+    .await;
     assert_eq!(me2.status, 200);
-    let again = api(addr, "POST", "/api/auth/refresh", None, Some(json!({"refresh_token": refresh1}))).await;
+    let again = api(
+        addr,
+        "POST",
+        "/api/auth/refresh",
+        None,
+        Some(json!({"refresh_token": refresh1})),
+    )
+    .await;
     assert_error(&again, 401, "invalid_refresh_token");
 
     // Logout revokes.
-    let out = api(addr, "POST", "/api/auth/logout", None, Some(json!({"refresh_token": refresh2}))).await;
+    let out = api(
+        addr,
+        "POST",
+        "/api/auth/logout",
+        None,
+        Some(json!({"refresh_token": refresh2})),
+    )
+    .await;
     assert_eq!(out.status, 204, "{}", out.text());
-    let after = api(addr, "POST", "/api/auth/refresh", None, Some(json!({"refresh_token": refresh2}))).await;
+    let after = api(
+        addr,
+        "POST",
+        "/api/auth/refresh",
+        None,
+        Some(json!({"refresh_token": refresh2})),
+    )
+    .await;
     assert_error(&after, 401, "invalid_refresh_token");
 
     // Nothing stores the refresh token itself.
     let rows = audit_rows(&node).await;
-    assert!(rows.iter().any(|r| r.action == "login" && r.outcome == "success"));
+    assert!(rows
+        .iter()
+        .any(|r| r.action == "login" && r.outcome == "success"));
     for r in &rows {
         let d = r.detail.clone().unwrap_or_default();
-        assert!(!d.contains(PW) && !d.contains(&refresh1), "audit detail leaks: {d}");
+        assert!(
+            !d.contains(PW) && !d.contains(&refresh1),
+            "audit detail leaks: {d}"
+        );
     }
     node.stop().await;
 }
@@ -73,7 +117,9 @@ both_backends!(sessions_rotate_and_revoke, sessions);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_password() {
-    let Some(env) = TestEnv::new(Backend::Sqlite).await else { return };
+    let Some(env) = TestEnv::new(Backend::Sqlite).await else {
+        return;
+    };
     let node = env.start().await;
     let addr = node.http_addr;
     add_user(&node, "bob", PW, Role::Radiologist, None).await;
@@ -81,23 +127,60 @@ async fn change_password() {
     let access = t["access_token"].as_str().unwrap();
     let change = |cur: &str, new: &str| json!({"current_password": cur, "new_password": new});
 
-    let r = api(addr, "POST", "/api/auth/password", Some(access), Some(change("wrong one!!", "a new long password"))).await;
+    let r = api(
+        addr,
+        "POST",
+        "/api/auth/password",
+        Some(access),
+        Some(change("wrong one!!", "a new long password")),
+    )
+    .await;
     assert_error(&r, 400, "wrong_password");
-    let r = api(addr, "POST", "/api/auth/password", Some(access), Some(change(PW, "short"))).await;
+    let r = api(
+        addr,
+        "POST",
+        "/api/auth/password",
+        Some(access),
+        Some(change(PW, "short")),
+    )
+    .await;
     assert_error(&r, 400, "weak_password");
-    let r = api(addr, "POST", "/api/auth/password", Some(access), Some(change(PW, "a new long password"))).await;
+    let r = api(
+        addr,
+        "POST",
+        "/api/auth/password",
+        Some(access),
+        Some(change(PW, "a new long password")),
+    )
+    .await;
     assert_eq!(r.status, 204, "{}", r.text());
 
-    assert_error(&login(addr, "bob", PW, None).await, 401, "invalid_credentials");
-    assert_eq!(login(addr, "bob", "a new long password", None).await.status, 200);
+    assert_error(
+        &login(addr, "bob", PW, None).await,
+        401,
+        "invalid_credentials",
+    );
+    assert_eq!(
+        login(addr, "bob", "a new long password", None).await.status,
+        200
+    );
     // The refresh tokens issued before the change are revoked.
-    let old = api(addr, "POST", "/api/auth/refresh", None, Some(json!({"refresh_token": t["refresh_token"]}))).await;
+    let old = api(
+        addr,
+        "POST",
+        "/api/auth/refresh",
+        None,
+        Some(json!({"refresh_token": t["refresh_token"]})),
+    )
+    .await;
     assert_error(&old, 401, "invalid_refresh_token");
     node.stop().await;
 }
 
 fn totp_now(secret: &str) -> String {
-    let bytes = totp_rs::Secret::Encoded(secret.to_string()).to_bytes().unwrap();
+    let bytes = totp_rs::Secret::Encoded(secret.to_string())
+        .to_bytes()
+        .unwrap();
     totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes)
         .unwrap()
         .generate_current()
@@ -106,7 +189,9 @@ fn totp_now(secret: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn totp_two_factor() {
-    let Some(env) = TestEnv::new(Backend::Sqlite).await else { return };
+    let Some(env) = TestEnv::new(Backend::Sqlite).await else {
+        return;
+    };
     let node = env.start().await;
     let addr = node.http_addr;
     add_user(&node, "carol", PW, Role::Admin, None).await;
@@ -116,21 +201,42 @@ async fn totp_two_factor() {
     assert_eq!(e.status, 200, "{}", e.text());
     let secret = e.json()["secret"].as_str().unwrap().to_string();
     let url = e.json()["otpauth_url"].as_str().unwrap().to_string();
-    assert!(url.starts_with("otpauth://totp/") && url.contains(&secret), "{url}");
+    assert!(
+        url.starts_with("otpauth://totp/") && url.contains(&secret),
+        "{url}"
+    );
     // Not required until verified.
     assert_eq!(login(addr, "carol", PW, None).await.status, 200);
 
     let code = totp_now(&secret);
     let bad = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
-    let r = api(addr, "POST", "/api/auth/totp/verify", Some(&access), Some(json!({"code": bad}))).await;
+    let r = api(
+        addr,
+        "POST",
+        "/api/auth/totp/verify",
+        Some(&access),
+        Some(json!({"code": bad})),
+    )
+    .await;
     assert_error(&r, 400, "invalid_totp");
-    let r = api(addr, "POST", "/api/auth/totp/verify", Some(&access), Some(json!({"code": code}))).await;
+    let r = api(
+        addr,
+        "POST",
+        "/api/auth/totp/verify",
+        Some(&access),
+        Some(json!({"code": code})),
+    )
+    .await;
     assert_eq!(r.status, 204, "{}", r.text());
     let me = api(addr, "GET", "/api/auth/me", Some(&access), None).await;
     assert_eq!(me.json()["totp_enabled"], true);
 
     assert_error(&login(addr, "carol", PW, None).await, 401, "totp_required");
-    assert_error(&login(addr, "carol", PW, Some(&bad)).await, 401, "invalid_totp");
+    assert_error(
+        &login(addr, "carol", PW, Some(&bad)).await,
+        401,
+        "invalid_totp",
+    );
     let ok = login(addr, "carol", PW, Some(&totp_now(&secret))).await;
     assert_eq!(ok.status, 200, "{}", ok.text());
     node.stop().await;
@@ -138,7 +244,9 @@ async fn totp_two_factor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lockout_is_enforced_and_audited() {
-    let Some(mut env) = TestEnv::new(Backend::Sqlite).await else { return };
+    let Some(mut env) = TestEnv::new(Backend::Sqlite).await else {
+        return;
+    };
     env.config.auth.max_failed_logins = 3;
     env.config.auth.lockout_secs = 600;
     let node = env.start().await;
@@ -146,7 +254,11 @@ async fn lockout_is_enforced_and_audited() {
     add_user(&node, "dave", PW, Role::Technician, None).await;
 
     for _ in 0..3 {
-        assert_error(&login(addr, "dave", "wrong password!", None).await, 401, "invalid_credentials");
+        assert_error(
+            &login(addr, "dave", "wrong password!", None).await,
+            401,
+            "invalid_credentials",
+        );
     }
     // Locked: even the right password is refused.
     assert_error(&login(addr, "dave", PW, None).await, 401, "account_locked");
@@ -154,36 +266,50 @@ async fn lockout_is_enforced_and_audited() {
     let rows = audit_rows(&node).await;
     let failures = rows
         .iter()
-        .filter(|r| r.action == "login" && r.outcome == "failure" && r.actor.as_deref() == Some("dave"))
+        .filter(|r| {
+            r.action == "login" && r.outcome == "failure" && r.actor.as_deref() == Some("dave")
+        })
         .count();
     assert_eq!(failures, 3, "one audit row per failed login");
     let lockouts: Vec<_> = rows.iter().filter(|r| r.action == "lockout").collect();
     assert_eq!(lockouts.len(), 1, "one lockout row");
     assert_eq!(lockouts[0].outcome, "denied");
     assert_eq!(lockouts[0].actor.as_deref(), Some("dave"));
-    assert!(rows
-        .iter()
-        .any(|r| r.action == "login" && r.outcome == "denied" && r.detail.as_deref() == Some("account_locked")));
-    assert!(rows.iter().all(|r| !r.detail.clone().unwrap_or_default().contains("wrong password")));
+    assert!(rows.iter().any(|r| r.action == "login"
+        && r.outcome == "denied"
+        && r.detail.as_deref() == Some("account_locked")));
+    assert!(rows.iter().all(|r| !r
+        .detail
+        .clone()
+        .unwrap_or_default()
+        .contains("wrong password")));
     node.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_per_ip() {
-    let Some(mut env) = TestEnv::new(Backend::Sqlite).await else { return };
+    let Some(mut env) = TestEnv::new(Backend::Sqlite).await else {
+        return;
+    };
     env.config.auth.login_rate_per_minute = 3;
     let node = env.start().await;
     let addr = node.http_addr;
     for _ in 0..3 {
         assert_eq!(login(addr, "nobody", "whatever pw", None).await.status, 401);
     }
-    assert_error(&login(addr, "nobody", "whatever pw", None).await, 429, "rate_limited");
+    assert_error(
+        &login(addr, "nobody", "whatever pw", None).await,
+        429,
+        "rate_limited",
+    );
     node.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_tokens() {
-    let Some(env) = TestEnv::new(Backend::Sqlite).await else { return };
+    let Some(env) = TestEnv::new(Backend::Sqlite).await else {
+        return;
+    };
     let node = env.start().await;
     let addr = node.http_addr;
     let id = add_user(&node, "erin", PW, Role::Technician, None).await;
@@ -194,48 +320,89 @@ async fn refused_tokens() {
     let mut sig = good.clone();
     let last = sig.pop().unwrap();
     sig.push(if last == 'A' { 'B' } else { 'A' });
-    assert_error(&api(addr, "GET", "/api/auth/me", Some(&sig), None).await, 401, "invalid_token");
+    assert_error(
+        &api(addr, "GET", "/api/auth/me", Some(&sig), None).await,
+        401,
+        "invalid_token",
+    );
     let parts: Vec<&str> = good.split('.').collect();
     let forged_payload = {
         use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(format!(r#"{{"sub":"{id}","role":"admin","exp":9999999999,"iat":0,"jti":"x"}}"#))
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"sub":"{id}","role":"admin","exp":9999999999,"iat":0,"jti":"x"}}"#
+        ))
     };
     let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
-    assert_error(&api(addr, "GET", "/api/auth/me", Some(&forged), None).await, 401, "invalid_token");
+    assert_error(
+        &api(addr, "GET", "/api/auth/me", Some(&forged), None).await,
+        401,
+        "invalid_token",
+    );
     let other_key = glia::auth::tokens::TokenKeys::new("some other key", 60)
         .issue(id, Role::Admin)
         .unwrap();
-    assert_error(&api(addr, "GET", "/api/auth/me", Some(&other_key), None).await, 401, "invalid_token");
-    assert_error(&api(addr, "GET", "/api/auth/me", Some("garbage"), None).await, 401, "invalid_token");
+    assert_error(
+        &api(addr, "GET", "/api/auth/me", Some(&other_key), None).await,
+        401,
+        "invalid_token",
+    );
+    assert_error(
+        &api(addr, "GET", "/api/auth/me", Some("garbage"), None).await,
+        401,
+        "invalid_token",
+    );
 
     // Deactivated: the access token and the refresh token stop working.
     let t = login(addr, "erin", PW, None).await.json();
     let access = t["access_token"].as_str().unwrap();
-    assert_eq!(api(addr, "GET", "/api/auth/me", Some(access), None).await.status, 200);
+    assert_eq!(
+        api(addr, "GET", "/api/auth/me", Some(access), None)
+            .await
+            .status,
+        200
+    );
     node.state.auth.deactivate_user(id).await.unwrap().unwrap();
-    assert_error(&api(addr, "GET", "/api/auth/me", Some(access), None).await, 401, "inactive_user");
-    let r = api(addr, "POST", "/api/auth/refresh", None, Some(json!({"refresh_token": t["refresh_token"]}))).await;
+    assert_error(
+        &api(addr, "GET", "/api/auth/me", Some(access), None).await,
+        401,
+        "inactive_user",
+    );
+    let r = api(
+        addr,
+        "POST",
+        "/api/auth/refresh",
+        None,
+        Some(json!({"refresh_token": t["refresh_token"]})),
+    )
+    .await;
     assert_error(&r, 401, "invalid_refresh_token");
     node.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_token() {
-    let Some(mut env) = TestEnv::new(Backend::Sqlite).await else { return };
+    let Some(mut env) = TestEnv::new(Backend::Sqlite).await else {
+        return;
+    };
     env.config.auth.access_token_ttl_secs = 1;
     let node = env.start().await;
     let addr = node.http_addr;
     add_user(&node, "heidi", PW, Role::Technician, None).await;
     let t = token(addr, "heidi", PW).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_error(&api(addr, "GET", "/api/auth/me", Some(&t), None).await, 401, "expired_token");
+    assert_error(
+        &api(addr, "GET", "/api/auth/me", Some(&t), None).await,
+        401,
+        "expired_token",
+    );
     node.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_mode_refuses_the_dev_key() {
-    let Some(mut env) = TestEnv::new(Backend::Sqlite).await else { return };
+    let Some(mut env) = TestEnv::new(Backend::Sqlite).await else {
+        return;
+    };
     env.config.node.mode = glia::config::NodeMode::Production;
     match glia::app::start(env.config.clone()).await {
         Err(glia::app::StartError::DevJwtSecret) => {}
@@ -249,7 +416,9 @@ async fn production_mode_refuses_the_dev_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_size_limit() {
-    let Some(mut env) = TestEnv::new(Backend::Sqlite).await else { return };
+    let Some(mut env) = TestEnv::new(Backend::Sqlite).await else {
+        return;
+    };
     env.config.http.max_request_bytes = 1000;
     let node = env.start().await;
     let body = vec![b'x'; 5000];
@@ -263,7 +432,14 @@ async fn request_size_limit() {
     .await
     .unwrap();
     assert_error(&r, 413, "payload_too_large");
-    let small = api(node.http_addr, "POST", "/api/auth/refresh", None, Some(json!({"refresh_token": "x"}))).await;
+    let small = api(
+        node.http_addr,
+        "POST",
+        "/api/auth/refresh",
+        None,
+        Some(json!({"refresh_token": "x"})),
+    )
+    .await;
     assert_error(&small, 401, "invalid_refresh_token");
     node.stop().await;
 }
@@ -271,14 +447,19 @@ async fn request_size_limit() {
 async fn mean_login_secs(addr: std::net::SocketAddr, user: &str, n: usize) -> f64 {
     let start = Instant::now();
     for _ in 0..n {
-        assert_eq!(login(addr, user, "a wrong password", None).await.status, 401);
+        assert_eq!(
+            login(addr, user, "a wrong password", None).await.status,
+            401
+        );
     }
     start.elapsed().as_secs_f64() / n as f64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_user_timing_matches_wrong_password() {
-    let Some(mut env) = TestEnv::new(Backend::Sqlite).await else { return };
+    let Some(mut env) = TestEnv::new(Backend::Sqlite).await else {
+        return;
+    };
     env.config.auth.max_failed_logins = 0;
     env.config.auth.login_rate_per_minute = 0;
     let node = env.start().await;
@@ -290,7 +471,114 @@ async fn unknown_user_timing_matches_wrong_password() {
     let unknown = mean_login_secs(addr, "nobody", 5).await;
     let known = mean_login_secs(addr, "grace", 5).await;
     let ratio = unknown.max(known) / unknown.min(known);
-    eprintln!("mean login: unknown user {unknown:.4} s, wrong password {known:.4} s, ratio {ratio:.2}");
-    assert!(ratio < 3.0, "timing tells unknown users apart: {unknown} s vs {known} s");
+    eprintln!(
+        "mean login: unknown user {unknown:.4} s, wrong password {known:.4} s, ratio {ratio:.2}"
+    );
+    assert!(
+        ratio < 3.0,
+        "timing tells unknown users apart: {unknown} s vs {known} s"
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn principal_from_the_middleware_is_used() {
+    use poem::{Endpoint, EndpointExt, IntoResponse};
+    let Some(env) = TestEnv::new(Backend::Sqlite).await else {
+        return;
+    };
+    let node = env.start().await;
+    add_user(&node, "ivan", PW, Role::Radiologist, None).await;
+    let user = node
+        .state
+        .auth
+        .repo()
+        .user_by_username("ivan")
+        .await
+        .unwrap()
+        .unwrap();
+    let principal = glia::auth::service::principal_of(&user);
+    // What the HTTP middleware does: authenticate, then put the Principal into the
+    // request's extensions. The handler must take it from there (no header needed).
+    let ep = glia::http::routes(node.state.clone()).around(move |ep, mut req| {
+        let p = principal.clone();
+        async move {
+            req.extensions_mut().insert(p);
+            ep.call(req).await.map(IntoResponse::into_response)
+        }
+    });
+    let resp = ep
+        .call(poem::Request::builder().uri_str("/api/auth/me").finish())
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: serde_json::Value =
+        serde_json::from_str(&resp.into_body().into_string().await.unwrap()).unwrap();
+    assert_eq!(body["username"], "ivan");
+    assert_eq!(body["role"], "radiologist");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_principal_carries_links_and_grants() {
+    use glia::auth::service::UserSpec;
+    use glia::db::identity::PatientLink;
+    let Some(env) = TestEnv::new(Backend::Sqlite).await else {
+        return;
+    };
+    let node = env.start().await;
+    let auth = &node.state.auth;
+    let centre = auth
+        .repo()
+        .create_centre(glia::db::identity::NewCentre {
+            name: "North".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let link = |id: &str, issuer: &str| PatientLink {
+        patient_id: id.into(),
+        issuer: issuer.into(),
+    };
+    let user = auth
+        .create_user(UserSpec {
+            username: "judy".into(),
+            password: PW.into(),
+            email: None,
+            full_name: None,
+            role: Role::Patient,
+            centre_id: Some(centre.id),
+            physician_name: Some("Doe^Jane".into()),
+            patient_ids: vec![link("PID-1", ""), link("PID-2", "HOSP")],
+        })
+        .await
+        .unwrap();
+    let t = token(node.http_addr, "judy", PW).await;
+    let p = auth.authenticate_bearer(&t).await.unwrap();
+    assert_eq!(p.user_id, user.id);
+    assert_eq!(p.role, Role::Patient);
+    assert_eq!(p.centre_id, Some(centre.id));
+    assert_eq!(
+        p.patient_ids,
+        vec![("PID-1".into(), "".into()), ("PID-2".into(), "HOSP".into())]
+    );
+    assert_eq!(p.physician_name.as_deref(), Some("Doe^Jane"));
+    assert!(matches!(
+        auth.authenticate_bearer("").await,
+        Err(glia::auth::AuthError::MissingToken)
+    ));
+
+    // Explicit study grants.
+    let repo = auth.repo();
+    repo.grant_study(user.id, "1.2.3").await.unwrap();
+    repo.grant_study(user.id, "1.2.3").await.unwrap();
+    repo.grant_study(user.id, "1.2.4").await.unwrap();
+    assert_eq!(
+        repo.granted_studies(user.id).await.unwrap(),
+        ["1.2.3", "1.2.4"]
+    );
+    assert!(repo.revoke_study(user.id, "1.2.3").await.unwrap());
+    assert!(!repo.revoke_study(user.id, "1.2.3").await.unwrap());
+    assert_eq!(repo.granted_studies(user.id).await.unwrap(), ["1.2.4"]);
     node.stop().await;
 }

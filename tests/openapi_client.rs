@@ -28,13 +28,17 @@ async fn generated_python_client() {
         require("openapi-python-client (PyPI)", false);
         return;
     };
-    let Some(mut env) = TestEnv::new(Backend::Sqlite).await else { return };
+    let Some(mut env) = TestEnv::new(Backend::Sqlite).await else {
+        return;
+    };
     env.config.auth.login_rate_per_minute = 0;
     let node = env.start().await;
     add_user(&node, "admin", "admin password 1", Role::Admin, None).await;
     add_user(&node, "tech", "tech password 1", Role::Technician, None).await;
 
-    let spec = common::http::get(node.http_addr, "/api/openapi.json", &[]).await.unwrap();
+    let spec = common::http::get(node.http_addr, "/api/openapi.json", &[])
+        .await
+        .unwrap();
     assert_eq!(spec.status, 200);
     let work = tempfile::tempdir().unwrap();
     let spec_path = work.path().join("openapi.json");
@@ -54,7 +58,10 @@ async fn generated_python_client() {
         String::from_utf8_lossy(&gen.stderr)
     );
     assert!(gen.status.success(), "generation failed:\n{gen_log}");
-    assert!(!gen_log.contains("Unable to parse"), "parts of the spec were skipped:\n{gen_log}");
+    assert!(
+        !gen_log.contains("Unable to parse"),
+        "parts of the spec were skipped:\n{gen_log}"
+    );
     let package = find_package(&out_dir).expect("a generated package");
     let parent = package.parent().unwrap();
     let name = package.file_name().unwrap().to_string_lossy().to_string();

@@ -17,14 +17,23 @@ async fn api_conforms_to_its_spec() {
         require("schemathesis (PyPI)", false);
         return;
     };
-    let Some(mut env) = TestEnv::new(Backend::Sqlite).await else { return };
+    let Some(mut env) = TestEnv::new(Backend::Sqlite).await else {
+        return;
+    };
     // Generated requests hit /api/auth/* far more often than a person would.
     env.config.auth.login_rate_per_minute = 0;
     let node = env.start().await;
     // Generated ids favour small numbers: let those be other users, so the admin
     // whose token drives the run is not the first one deactivated or demoted.
     for i in 0..8 {
-        add_user(&node, &format!("user{i}"), "user password 1", Role::Technician, None).await;
+        add_user(
+            &node,
+            &format!("user{i}"),
+            "user password 1",
+            Role::Technician,
+            None,
+        )
+        .await;
     }
     add_user(&node, "admin", "admin password 1", Role::Admin, None).await;
     let access = token(node.http_addr, "admin", "admin password 1").await;
@@ -49,6 +58,9 @@ async fn api_conforms_to_its_spec() {
         out.status.success(),
         "schemathesis found problems:\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("passed") || stdout.contains("PASSED"), "{stdout}");
+    assert!(
+        stdout.contains("passed") || stdout.contains("PASSED"),
+        "{stdout}"
+    );
     node.stop().await;
 }

@@ -110,7 +110,12 @@ impl MigrationTrait for Migration {
             Table::create()
                 .table(Centre::Table)
                 .col(id_col(Centre::Id))
-                .col(ColumnDef::new(Centre::Name).string().not_null().unique_key())
+                .col(
+                    ColumnDef::new(Centre::Name)
+                        .string()
+                        .not_null()
+                        .unique_key(),
+                )
                 .col(ColumnDef::new(Centre::Address).string().null())
                 .col(ColumnDef::new(Centre::ContactEmail).string().null())
                 .col(ColumnDef::new(Centre::ContactPhone).string().null())

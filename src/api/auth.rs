@@ -142,7 +142,12 @@ impl AuthApi {
         let pair = self
             .state
             .auth
-            .login(&f.username, &f.password, f.totp_code.as_deref(), client_ip(req))
+            .login(
+                &f.username,
+                &f.password,
+                f.totp_code.as_deref(),
+                client_ip(req),
+            )
             .await?;
         Ok(Json(pair.into()))
     }
@@ -166,7 +171,11 @@ impl AuthApi {
 
     /// Revoke a refresh token (logout). Unknown tokens are accepted silently.
     #[oai(path = "/logout", method = "post", operation_id = "auth_logout")]
-    async fn logout(&self, req: &Request, body: Json<RefreshRequest>) -> Result<NoContent, ApiError> {
+    async fn logout(
+        &self,
+        req: &Request,
+        body: Json<RefreshRequest>,
+    ) -> Result<NoContent, ApiError> {
         self.rate(req)?;
         self.state
             .auth
@@ -191,7 +200,11 @@ impl AuthApi {
 
     /// Change the caller's password (at least 10 characters). Revokes every refresh
     /// token of the account.
-    #[oai(path = "/password", method = "post", operation_id = "auth_change_password")]
+    #[oai(
+        path = "/password",
+        method = "post",
+        operation_id = "auth_change_password"
+    )]
     async fn password(
         &self,
         req: &Request,
@@ -203,14 +216,23 @@ impl AuthApi {
         check_text(&[("new_password", Some(b.new_password.as_str()))])?;
         self.state
             .auth
-            .change_password(&auth.0, &b.current_password, &b.new_password, client_ip(req))
+            .change_password(
+                &auth.0,
+                &b.current_password,
+                &b.new_password,
+                client_ip(req),
+            )
             .await?;
         Ok(NoContent::Done)
     }
 
     /// Start two-factor enrolment: a new TOTP secret, required at login once
     /// confirmed with `/api/auth/totp/verify`.
-    #[oai(path = "/totp/enrol", method = "post", operation_id = "auth_totp_enrol")]
+    #[oai(
+        path = "/totp/enrol",
+        method = "post",
+        operation_id = "auth_totp_enrol"
+    )]
     async fn totp_enrol(
         &self,
         req: &Request,
@@ -226,7 +248,11 @@ impl AuthApi {
 
     /// Confirm two-factor enrolment with a current code; from then on login needs
     /// `totp_code`.
-    #[oai(path = "/totp/verify", method = "post", operation_id = "auth_totp_verify")]
+    #[oai(
+        path = "/totp/verify",
+        method = "post",
+        operation_id = "auth_totp_verify"
+    )]
     async fn totp_verify(
         &self,
         req: &Request,

@@ -90,7 +90,10 @@ impl CentresApi {
         auth: BearerAuth,
         active: Query<Option<bool>>,
         #[oai(default, validator(maximum(value = "1000000000")))] skip: Query<u64>,
-        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
         limit: Query<u64>,
     ) -> Result<Json<Vec<CentreDto>>, ApiError> {
         require_role(&auth.0, &[Role::Admin])?;
@@ -98,7 +101,11 @@ impl CentresApi {
             .state
             .auth
             .repo()
-            .list_centres(active.0, skip.0.min(1_000_000_000), limit.0.clamp(1, MAX_LIMIT))
+            .list_centres(
+                active.0,
+                skip.0.min(1_000_000_000),
+                limit.0.clamp(1, MAX_LIMIT),
+            )
             .await?;
         Ok(Json(rows.into_iter().map(CentreDto::from).collect()))
     }
@@ -147,13 +154,22 @@ impl CentresApi {
             .map_err(conflict_or_db)?;
         self.state
             .audit
-            .record(admin_event(&auth.0, req, "centre.create", format!("centre_id={}", c.id)))
+            .record(admin_event(
+                &auth.0,
+                req,
+                "centre.create",
+                format!("centre_id={}", c.id),
+            ))
             .await;
         Ok(Json(c.into()))
     }
 
     /// Update a centre (absent fields unchanged, `null` clears).
-    #[oai(path = "/centres/:id", method = "patch", operation_id = "update_centre")]
+    #[oai(
+        path = "/centres/:id",
+        method = "patch",
+        operation_id = "update_centre"
+    )]
     async fn update(
         &self,
         req: &Request,
@@ -188,13 +204,22 @@ impl CentresApi {
             .ok_or_else(|| not_found(id.0))?;
         self.state
             .audit
-            .record(admin_event(&auth.0, req, "centre.update", format!("centre_id={}", c.id)))
+            .record(admin_event(
+                &auth.0,
+                req,
+                "centre.update",
+                format!("centre_id={}", c.id),
+            ))
             .await;
         Ok(Json(c.into()))
     }
 
     /// Deactivate a centre.
-    #[oai(path = "/centres/:id/deactivate", method = "post", operation_id = "deactivate_centre")]
+    #[oai(
+        path = "/centres/:id/deactivate",
+        method = "post",
+        operation_id = "deactivate_centre"
+    )]
     async fn deactivate(
         &self,
         req: &Request,
@@ -217,7 +242,12 @@ impl CentresApi {
             .ok_or_else(|| not_found(id.0))?;
         self.state
             .audit
-            .record(admin_event(&auth.0, req, "centre.deactivate", format!("centre_id={}", c.id)))
+            .record(admin_event(
+                &auth.0,
+                req,
+                "centre.deactivate",
+                format!("centre_id={}", c.id),
+            ))
             .await;
         Ok(Json(c.into()))
     }

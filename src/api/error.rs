@@ -35,10 +35,7 @@ pub enum ApiError {
     BadRequest(Json<ErrorBody>),
     /// Authentication is missing or failed.
     #[oai(status = 401)]
-    Unauthorized(
-        Json<ErrorBody>,
-        #[oai(header = "WWW-Authenticate")] String,
-    ),
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
     /// Authenticated, but not allowed.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
@@ -136,9 +133,7 @@ impl From<AuthError> for ApiError {
             | AuthError::WeakPassword
             | AuthError::TotpNotEnrolled
             | AuthError::Invalid(_) => ApiError::bad_request(code, msg),
-            AuthError::TotpAlreadyEnabled | AuthError::Conflict(_) => {
-                ApiError::conflict(code, msg)
-            }
+            AuthError::TotpAlreadyEnabled | AuthError::Conflict(_) => ApiError::conflict(code, msg),
             AuthError::Db(e) => ApiError::internal(&e),
             AuthError::Internal(m) => ApiError::internal(&m),
         }

@@ -205,7 +205,9 @@ fn check_target(m: Manages, target: &User) -> Result<(), ApiError> {
         Manages::All => Ok(()),
         Manages::Centre(c) => {
             if target.centre_id != Some(c) || target.role == Role::Admin {
-                Err(ApiError::forbidden("this user is not managed by your centre"))
+                Err(ApiError::forbidden(
+                    "this user is not managed by your centre",
+                ))
             } else {
                 Ok(())
             }
@@ -219,7 +221,12 @@ pub struct UsersApi {
 }
 
 /// An audit event for an administrative change by `p`.
-pub(crate) fn admin_event(p: &Principal, req: &Request, action: &str, detail: String) -> AuditEvent {
+pub(crate) fn admin_event(
+    p: &Principal,
+    req: &Request,
+    action: &str,
+    detail: String,
+) -> AuditEvent {
     AuditEvent::new(Surface::Api, action)
         .user(p.user_id, &p.username, p.role.as_str())
         .centre(p.centre_id)
@@ -243,7 +250,7 @@ impl UsersApi {
 
 #[OpenApi(tag = "UserTags::Users")]
 impl UsersApi {
-    /// List users (admins: all; centre managers: their centre's).
+    /// List users (admins: all; centre managers: their centre's, admins left out).
     #[oai(path = "/users", method = "get", operation_id = "list_users")]
     async fn list(
         &self,
@@ -252,14 +259,19 @@ impl UsersApi {
         centre_id: Query<Option<i64>>,
         active: Query<Option<bool>>,
         #[oai(default, validator(maximum(value = "1000000000")))] skip: Query<u64>,
-        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
         limit: Query<u64>,
     ) -> Result<Json<Vec<UserDto>>, ApiError> {
         let m = manages(&auth.0)?;
         let centre_id = match (m, centre_id.0) {
             (Manages::All, c) => c,
             (Manages::Centre(own), Some(c)) if c != own => {
-                return Err(ApiError::forbidden("you may only list your own centre's users"))
+                return Err(ApiError::forbidden(
+                    "you may only list your own centre's users",
+                ))
             }
             (Manages::Centre(own), _) => Some(own),
         };
@@ -271,6 +283,7 @@ impl UsersApi {
                 role: role.0.map(Role::from),
                 centre_id,
                 active: active.0,
+                exclude_admins: matches!(m, Manages::Centre(_)),
                 skip: skip.0.min(1_000_000_000),
                 limit: limit.0.clamp(1, MAX_LIMIT),
             })
@@ -308,7 +321,9 @@ impl UsersApi {
             Manages::All => b.centre_id,
             Manages::Centre(own) => {
                 if role == Role::Admin {
-                    return Err(ApiError::forbidden("a centre manager may not create admins"));
+                    return Err(ApiError::forbidden(
+                        "a centre manager may not create admins",
+                    ));
                 }
                 if b.centre_id.is_some_and(|c| c != own) {
                     return Err(ApiError::forbidden(
@@ -358,7 +373,10 @@ impl UsersApi {
         check_text(&[
             ("email", b.email.value().map(String::as_str)),
             ("full_name", b.full_name.value().map(String::as_str)),
-            ("physician_name", b.physician_name.value().map(String::as_str)),
+            (
+                "physician_name",
+                b.physician_name.value().map(String::as_str),
+            ),
         ])?;
         if let Some(p) = &b.patient_ids {
             patient_texts(p)?;
@@ -403,7 +421,10 @@ impl UsersApi {
                 &auth.0,
                 req,
                 "user.update",
-                format!("user_id={} role={} active={}", user.id, user.role, user.active),
+                format!(
+                    "user_id={} role={} active={}",
+                    user.id, user.role, user.active
+                ),
             ))
             .await;
         Ok(Json(user.into()))
@@ -411,7 +432,11 @@ impl UsersApi {
 
     /// Deactivate a user: their tokens stop working and their refresh tokens are
     /// revoked.
-    #[oai(path = "/users/:id/deactivate", method = "post", operation_id = "deactivate_user")]
+    #[oai(
+        path = "/users/:id/deactivate",
+        method = "post",
+        operation_id = "deactivate_user"
+    )]
     async fn deactivate(
         &self,
         req: &Request,

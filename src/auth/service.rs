@@ -132,7 +132,9 @@ fn db_internal(e: DbError) -> AuthError {
     AuthError::Db(e)
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, AuthError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AuthError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| AuthError::Internal(e.to_string()))
@@ -220,7 +222,9 @@ impl AuthService {
     fn login_event(&self, ip: Option<IpAddr>, user: Option<&User>) -> AuditEvent {
         let e = AuditEvent::new(Surface::Api, "login").from_ip(ip);
         match user {
-            Some(u) => e.user(u.id, &u.username, u.role.as_str()).centre(u.centre_id),
+            Some(u) => e
+                .user(u.id, &u.username, u.role.as_str())
+                .centre(u.centre_id),
             None => e,
         }
     }
@@ -268,7 +272,10 @@ impl AuthService {
                 .fail(ev.clone(), Outcome::Failure, AuthError::BadCredentials)
                 .await;
             if locked {
-                tracing::warn!(user_id = user.id, "account locked after repeated failed logins");
+                tracing::warn!(
+                    user_id = user.id,
+                    "account locked after repeated failed logins"
+                );
                 self.audit
                     .record(
                         AuditEvent {
@@ -287,19 +294,29 @@ impl AuthService {
             return Err(err);
         }
         if !user.active {
-            return Err(self.fail(ev, Outcome::Denied, AuthError::InactiveUser).await);
+            return Err(self
+                .fail(ev, Outcome::Denied, AuthError::InactiveUser)
+                .await);
         }
         if user.totp_enabled {
             let secret = user.totp_secret.clone().unwrap_or_default();
             match totp_code.map(str::trim).filter(|c| !c.is_empty()) {
                 None => {
-                    return Err(self.fail(ev, Outcome::Denied, AuthError::TotpRequired).await)
+                    return Err(self
+                        .fail(ev, Outcome::Denied, AuthError::TotpRequired)
+                        .await)
                 }
                 Some(code) if !totp::check(&secret, code) => {
                     self.repo
-                        .record_failed_login(user.id, self.lockout.max_failed, self.lockout.until(now))
+                        .record_failed_login(
+                            user.id,
+                            self.lockout.max_failed,
+                            self.lockout.until(now),
+                        )
                         .await?;
-                    return Err(self.fail(ev, Outcome::Failure, AuthError::InvalidTotp).await);
+                    return Err(self
+                        .fail(ev, Outcome::Failure, AuthError::InvalidTotp)
+                        .await);
                 }
                 Some(_) => {}
             }
@@ -323,7 +340,11 @@ impl AuthService {
         let expires = Utc::now()
             + chrono::Duration::from_std(self.refresh_ttl).unwrap_or(chrono::Duration::days(14));
         self.repo
-            .insert_refresh(user.id, &tokens::hash_refresh_token(&refresh_token), expires)
+            .insert_refresh(
+                user.id,
+                &tokens::hash_refresh_token(&refresh_token),
+                expires,
+            )
             .await?;
         Ok(TokenPair {
             access_token,
@@ -333,7 +354,11 @@ impl AuthService {
     }
 
     /// Exchange a live refresh token for a new pair; the old one is revoked (rotation).
-    pub async fn refresh(&self, refresh_token: &str, ip: Option<IpAddr>) -> Result<TokenPair, AuthError> {
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<TokenPair, AuthError> {
         let hash = tokens::hash_refresh_token(refresh_token.trim());
         let user_id = self
             .repo
@@ -350,10 +375,14 @@ impl AuthService {
             .user(user.id, &user.username, user.role.as_str())
             .centre(user.centre_id);
         if !user.active {
-            return Err(self.fail(ev, Outcome::Denied, AuthError::InactiveUser).await);
+            return Err(self
+                .fail(ev, Outcome::Denied, AuthError::InactiveUser)
+                .await);
         }
         let pair = self.issue(&user).await?;
-        self.audit.record(ev.outcome(Outcome::Success, Some(200))).await;
+        self.audit
+            .record(ev.outcome(Outcome::Success, Some(200)))
+            .await;
         Ok(pair)
     }
 
@@ -363,7 +392,9 @@ impl AuthService {
         if let Some(uid) = self.repo.revoke_refresh(&hash).await? {
             let mut ev = AuditEvent::new(Surface::Api, "logout").from_ip(ip);
             if let Some(u) = self.repo.user(uid).await? {
-                ev = ev.user(u.id, &u.username, u.role.as_str()).centre(u.centre_id);
+                ev = ev
+                    .user(u.id, &u.username, u.role.as_str())
+                    .centre(u.centre_id);
             }
             self.audit.record(ev).await;
         }
@@ -379,26 +410,41 @@ impl AuthService {
         new: &str,
         ip: Option<IpAddr>,
     ) -> Result<(), AuthError> {
-        let user = self.repo.user(who.user_id).await?.ok_or(AuthError::InvalidToken)?;
+        let user = self
+            .repo
+            .user(who.user_id)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
         let ev = AuditEvent::new(Surface::Api, "password.change")
             .from_ip(ip)
             .user(user.id, &user.username, user.role.as_str())
             .centre(user.centre_id);
         let (cur, hash) = (current.to_string(), user.password_hash.clone());
         if !blocking(move || password::verify(&cur, &hash)).await? {
-            self.audit.record(ev.outcome(Outcome::Failure, Some(400)).detail("wrong_password")).await;
+            self.audit
+                .record(
+                    ev.outcome(Outcome::Failure, Some(400))
+                        .detail("wrong_password"),
+                )
+                .await;
             return Err(AuthError::WrongPassword);
         }
         let new_hash = hash_password(new).await?;
         self.repo.set_password_hash(user.id, &new_hash).await?;
         self.repo.revoke_all_refresh(user.id).await?;
-        self.audit.record(ev.outcome(Outcome::Success, Some(204))).await;
+        self.audit
+            .record(ev.outcome(Outcome::Success, Some(204)))
+            .await;
         Ok(())
     }
 
     /// Start (or restart) TOTP enrolment: a new secret, not yet required at login.
     pub async fn totp_enrol(&self, who: &Principal) -> Result<TotpEnrolment, AuthError> {
-        let user = self.repo.user(who.user_id).await?.ok_or(AuthError::InvalidToken)?;
+        let user = self
+            .repo
+            .user(who.user_id)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
         if user.totp_enabled {
             return Err(AuthError::TotpAlreadyEnabled);
         }
@@ -411,8 +457,17 @@ impl AuthService {
     }
 
     /// Confirm enrolment with a current code; from then on login needs a code.
-    pub async fn totp_verify(&self, who: &Principal, code: &str, ip: Option<IpAddr>) -> Result<(), AuthError> {
-        let user = self.repo.user(who.user_id).await?.ok_or(AuthError::InvalidToken)?;
+    pub async fn totp_verify(
+        &self,
+        who: &Principal,
+        code: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<(), AuthError> {
+        let user = self
+            .repo
+            .user(who.user_id)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
         if user.totp_enabled {
             return Err(AuthError::TotpAlreadyEnabled);
         }
@@ -436,7 +491,9 @@ impl AuthService {
     pub async fn create_user(&self, spec: UserSpec) -> Result<User, AuthError> {
         let username = spec.username.trim().to_string();
         if username.is_empty() || username.len() > 128 {
-            return Err(AuthError::Invalid("username must have 1-128 characters".into()));
+            return Err(AuthError::Invalid(
+                "username must have 1-128 characters".into(),
+            ));
         }
         let password_hash = hash_password(&spec.password).await?;
         self.repo

@@ -119,7 +119,10 @@ mod tests {
         assert_eq!(c.role, "technician");
         assert_eq!(c.exp, c.iat + 60);
         // Another key refuses it.
-        assert_eq!(TokenKeys::new("k2", 60).verify(&t), Err(TokenError::Invalid));
+        assert_eq!(
+            TokenKeys::new("k2", 60).verify(&t),
+            Err(TokenError::Invalid)
+        );
         // A changed payload breaks the signature.
         let mut parts: Vec<String> = t.split('.').map(str::to_string).collect();
         parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD

@@ -60,12 +60,18 @@ mod tests {
         assert_eq!(s.len(), 32);
         let code = current_code(&s).unwrap();
         assert!(check(&s, &code));
-        let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 500_000) % 1_000_000);
+        let wrong = format!(
+            "{:06}",
+            (code.parse::<u32>().unwrap() + 500_000) % 1_000_000
+        );
         assert!(!check(&s, &wrong));
         assert!(!check(&s, "12345"));
         assert!(!check("!!not base32!!", &code));
         let url = otpauth_url(&s, "dr smith");
-        assert!(url.starts_with("otpauth://totp/Glia:dr%20smith?secret="), "{url}");
+        assert!(
+            url.starts_with("otpauth://totp/Glia:dr%20smith?secret="),
+            "{url}"
+        );
         assert!(url.contains(&s));
     }
 }

@@ -76,6 +76,8 @@ pub struct UserFilter {
     pub role: Option<Role>,
     pub centre_id: Option<i64>,
     pub active: Option<bool>,
+    /// Leave admins out (a centre manager's view).
+    pub exclude_admins: bool,
     pub skip: u64,
     pub limit: u64,
 }
@@ -131,7 +133,10 @@ pub fn is_unique_violation(e: &DbError) -> bool {
 /// Is this error a foreign-key violation (unknown centre id ...)?
 pub fn is_foreign_key_violation(e: &DbError) -> bool {
     match e {
-        DbError::Db(err) => matches!(err.sql_err(), Some(SqlErr::ForeignKeyConstraintViolation(_))),
+        DbError::Db(err) => matches!(
+            err.sql_err(),
+            Some(SqlErr::ForeignKeyConstraintViolation(_))
+        ),
         DbError::Config(_) => false,
     }
 }
@@ -339,6 +344,9 @@ impl IdentityRepo {
         if let Some(a) = f.active {
             q = q.filter(app_user::Column::Active.eq(a));
         }
+        if f.exclude_admins {
+            q = q.filter(app_user::Column::Role.ne(Role::Admin.as_str()));
+        }
         let rows = q
             .order_by_asc(app_user::Column::Id)
             .offset(f.skip)
@@ -402,9 +410,17 @@ impl IdentityRepo {
     }
 
     /// Store a TOTP secret (`None` clears it) and whether two-factor is enforced.
-    pub async fn set_totp(&self, id: i64, secret: Option<&str>, enabled: bool) -> Result<(), DbError> {
+    pub async fn set_totp(
+        &self,
+        id: i64,
+        secret: Option<&str>,
+        enabled: bool,
+    ) -> Result<(), DbError> {
         app_user::Entity::update_many()
-            .col_expr(app_user::Column::TotpSecret, Expr::value(secret.map(str::to_string)))
+            .col_expr(
+                app_user::Column::TotpSecret,
+                Expr::value(secret.map(str::to_string)),
+            )
             .col_expr(app_user::Column::TotpEnabled, Expr::value(enabled))
             .col_expr(app_user::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(app_user::Column::Id.eq(id))
@@ -558,7 +574,10 @@ impl IdentityRepo {
     /// Revoke every live refresh token of a user (deactivation, password change).
     pub async fn revoke_all_refresh(&self, user_id: i64) -> Result<u64, DbError> {
         let r = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::value(Some(Utc::now())))
+            .col_expr(
+                refresh_token::Column::RevokedAt,
+                Expr::value(Some(Utc::now())),
+            )
             .filter(refresh_token::Column::UserId.eq(user_id))
             .filter(refresh_token::Column::RevokedAt.is_null())
             .exec(&self.db)

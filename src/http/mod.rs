@@ -63,7 +63,10 @@ impl<E: poem::Endpoint> poem::Middleware<E> for BodyLimit {
     type Output = BodyLimitEndpoint<E>;
 
     fn transform(&self, ep: E) -> Self::Output {
-        BodyLimitEndpoint { inner: ep, max: self.0 }
+        BodyLimitEndpoint {
+            inner: ep,
+            max: self.0,
+        }
     }
 }
 
@@ -88,7 +91,9 @@ impl<E: poem::Endpoint> poem::Endpoint for BodyLimitEndpoint<E> {
                 poem::http::StatusCode::PAYLOAD_TOO_LARGE,
             )));
         }
-        Ok(poem::IntoResponse::into_response(self.inner.call(req).await?))
+        Ok(poem::IntoResponse::into_response(
+            self.inner.call(req).await?,
+        ))
     }
 }
 
