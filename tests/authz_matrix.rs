@@ -82,7 +82,8 @@ fn refused(r: &HttpResponse) -> bool {
         .unwrap_or_default();
     matches!(
         (r.status, code.as_str()),
-        (401, "unauthenticated" | "invalid_token") | (403, "role_forbidden")
+        (401, "missing_token" | "invalid_token" | "expired_token" | "inactive_user")
+            | (403, "role_forbidden")
     )
 }
 

@@ -45,7 +45,7 @@ pub fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer"),
+            HeaderValue::from_static(crate::api::error::WWW_AUTHENTICATE),
         );
     }
     resp
@@ -212,7 +212,7 @@ impl<E: Endpoint> Endpoint for AuthzEndpoint<E> {
                             }
                             return Ok(refusal(
                                 StatusCode::UNAUTHORIZED,
-                                "invalid_token",
+                                e.code(),
                                 &e.to_string(),
                             ));
                         }
@@ -251,7 +251,7 @@ impl<E: Endpoint> Endpoint for AuthzEndpoint<E> {
                 }
                 return Ok(refusal(
                     StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
+                    "missing_token",
                     "authentication required (Authorization: Bearer <token>)",
                 ));
             };

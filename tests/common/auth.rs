@@ -64,7 +64,10 @@ pub async fn login(
         addr,
         "POST",
         "/api/auth/token",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &[
+            super::http::ANONYMOUS,
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
         form(&fields).as_bytes(),
     )
     .await
@@ -88,8 +91,9 @@ pub async fn api(
 ) -> HttpResponse {
     let auth = bearer.map(|t| format!("Bearer {t}"));
     let mut headers: Vec<(&str, &str)> = Vec::new();
-    if let Some(a) = &auth {
-        headers.push(("Authorization", a.as_str()));
+    match &auth {
+        Some(a) => headers.push(("Authorization", a.as_str())),
+        None => headers.push(super::http::ANONYMOUS),
     }
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     if !payload.is_empty() {
