@@ -113,7 +113,7 @@ pub fn response(
 
 /// Audit one retrieve request at its final status.
 async fn record(
-    assoc: &Association,
+    grant: &super::access::Grant,
     rsp_field: u16,
     cmd: &Command,
     st: u16,
@@ -143,7 +143,7 @@ async fn record(
     if let Some(c) = comment {
         detail.push_str(&format!(" reason={c}"));
     }
-    let ev = audit::with_status(&assoc.grant, action, st)
+    let ev = audit::with_status(grant, action, st)
         .study(counts.studies.first().map(String::as_str))
         .detail(detail);
     ctx.audit.record(ev).await;
@@ -162,7 +162,7 @@ pub async fn send_final(
     if st != status::SUCCESS {
         ctx.count_failure(st);
     }
-    record(assoc, rsp_field, cmd, st, counts, ctx, None).await;
+    record(&assoc.grant, rsp_field, cmd, st, counts, ctx, None).await;
     let with_data = !counts.failed_uids.is_empty();
     assoc
         .send_command(
@@ -280,7 +280,7 @@ pub async fn refuse(
     ctx.count_failure(st);
     tracing::info!(calling_ae = %assoc.negotiated.calling_ae, status = format_args!("{st:04X}"), "retrieve refused: {comment}");
     let counts = Counts::default();
-    record(assoc, rsp_field, cmd, st, &counts, ctx, Some(comment)).await;
+    record(&assoc.grant, rsp_field, cmd, st, &counts, ctx, Some(comment)).await;
     assoc
         .send_command(
             pc.id,
