@@ -37,6 +37,11 @@ fn peers() -> Vec<PeerConfig> {
             services: vec!["get".into()],
             ..Default::default()
         },
+        PeerConfig {
+            ae_title: "VIEWER".into(),
+            services: vec!["find".into(), "get".into()],
+            ..Default::default()
+        },
     ]
 }
 
@@ -268,5 +273,62 @@ async fn store_on_a_get_only_association_is_not_authorized() {
     );
     assert_eq!(rows[0].status, Some(0x0124));
     assert_eq!(rows[0].sop_uid.as_deref(), Some(sent[0].sop.as_str()));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_and_get_are_audited_once_per_request() {
+    let (Some(storescu), Some(findscu), Some(getscu)) =
+        (dcmtk("storescu"), dcmtk("findscu"), dcmtk("getscu"))
+    else {
+        require("dcmtk storescu, findscu and getscu", false);
+        return;
+    };
+    let env = env().await;
+    let node = env.start().await;
+    let port = node.dimse_addr.port().to_string();
+    let dir = env.dir.path().join("series");
+    let sent = write_series(&dir, &Ids::new("ACCESS3"), 2, 8, 8);
+    let (ok, out) = run_tool(
+        &storescu,
+        &["-aet", "STORER", "-aec", "GLIA", "+sd", "127.0.0.1", &port, dir.to_str().unwrap()],
+    )
+    .await;
+    assert!(ok, "storescu: {out}");
+    let study = format!("StudyInstanceUID={}", sent[0].study);
+    let (ok, out) = run_tool(
+        &findscu,
+        &[
+            "-S", "-aet", "VIEWER", "-aec", "GLIA", "-k", "QueryRetrieveLevel=STUDY", "-k",
+            "PatientName", "-k", "StudyInstanceUID", "127.0.0.1", &port,
+        ],
+    )
+    .await;
+    assert!(ok, "findscu: {out}");
+    let od = env.dir.path().join("got");
+    std::fs::create_dir_all(&od).unwrap();
+    let (ok, out) = run_tool(
+        &getscu,
+        &[
+            "-S", "-aet", "VIEWER", "-aec", "GLIA", "-k", "QueryRetrieveLevel=STUDY", "-k",
+            &study, "-od", od.to_str().unwrap(), "127.0.0.1", &port,
+        ],
+    )
+    .await;
+    assert!(ok, "getscu: {out}");
+    assert_eq!(std::fs::read_dir(&od).unwrap().count(), 2, "both retrieved");
+
+    let rows = audit_rows(&node.state, "VIEWER").await;
+    assert_eq!(rows.len(), 2, "one find, one get: {rows:?}");
+    let find = &rows[0];
+    assert_eq!((find.action.as_str(), find.outcome.as_str()), ("find", "success"));
+    let detail = find.detail.as_deref().unwrap_or("");
+    assert!(detail.contains("level=STUDY") && detail.contains("matches=1"), "{detail}");
+    assert!(!detail.contains("ACCESS3"), "no patient data in the detail");
+    let get = &rows[1];
+    assert_eq!((get.action.as_str(), get.outcome.as_str()), ("get", "success"));
+    assert_eq!(get.study_uid.as_deref(), Some(sent[0].study.as_str()));
+    assert!(get.detail.as_deref().unwrap_or("").contains("completed=2"), "{get:?}");
+    assert_eq!(get.remote_ip.as_deref(), Some("127.0.0.1"));
     node.stop().await;
 }
