@@ -190,12 +190,12 @@ pub async fn start(config: Config) -> Result<RunningNode, StartError> {
     );
     let dimse = DimseServer::bind(
         DimseContext {
-        config: cfg.dimse.clone(),
-        query: cfg.query.clone(),
-        ingestor: state.ingestor.clone(),
-        repo: state.repo.clone(),
-        store: state.store.clone(),
-        metrics: state.metrics.clone(),
+            config: cfg.dimse.clone(),
+            query: cfg.query.clone(),
+            ingestor: state.ingestor.clone(),
+            repo: state.repo.clone(),
+            store: state.store.clone(),
+            metrics: state.metrics.clone(),
             ai_trigger: crate::ai::worker::AiTrigger::new(&state),
             access,
             audit: state.audit.clone(),

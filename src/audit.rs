@@ -261,9 +261,10 @@ async fn writer(db: DatabaseConnection, mut rx: mpsc::Receiver<Msg>) {
             }
             next = match rx.try_recv() {
                 Ok(m) => Some(m),
-                Err(_) if waiters.is_empty() => {
-                    tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten()
-                }
+                Err(_) if waiters.is_empty() => tokio::time::timeout_at(deadline, rx.recv())
+                    .await
+                    .ok()
+                    .flatten(),
                 Err(_) => None,
             };
         }

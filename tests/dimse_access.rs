@@ -99,7 +99,10 @@ async fn unknown_and_wrong_host_peers_are_rejected_and_audited() {
 
     let (ok, out) = run_tool(&echoscu, &echo_args("STRANGER", &port)).await;
     assert!(!ok, "unknown AE must be rejected: {out}");
-    assert!(out.contains("Rejected") || out.contains("rejected"), "{out}");
+    assert!(
+        out.contains("Rejected") || out.contains("rejected"),
+        "{out}"
+    );
 
     let (ok, out) = run_tool(&echoscu, &echo_args("HOSTED", &port)).await;
     assert!(!ok, "peer from the wrong host must be rejected: {out}");
@@ -200,7 +203,9 @@ async fn store_allowed_find_refused_centre_assigned() {
         assert_eq!(r.status, Some(0));
         assert_eq!(r.study_uid.as_deref(), Some(ids.study.as_str()));
         assert_eq!(r.series_uid.as_deref(), Some(ids.series.as_str()));
-        assert!(sent.iter().any(|i| Some(i.sop.as_str()) == r.sop_uid.as_deref()));
+        assert!(sent
+            .iter()
+            .any(|i| Some(i.sop.as_str()) == r.sop_uid.as_deref()));
         assert_eq!(r.remote_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(r.centre_id, Some(CENTRE));
     }
@@ -291,7 +296,16 @@ async fn find_and_get_are_audited_once_per_request() {
     let sent = write_series(&dir, &Ids::new("ACCESS3"), 2, 8, 8);
     let (ok, out) = run_tool(
         &storescu,
-        &["-aet", "STORER", "-aec", "GLIA", "+sd", "127.0.0.1", &port, dir.to_str().unwrap()],
+        &[
+            "-aet",
+            "STORER",
+            "-aec",
+            "GLIA",
+            "+sd",
+            "127.0.0.1",
+            &port,
+            dir.to_str().unwrap(),
+        ],
     )
     .await;
     assert!(ok, "storescu: {out}");
@@ -299,8 +313,19 @@ async fn find_and_get_are_audited_once_per_request() {
     let (ok, out) = run_tool(
         &findscu,
         &[
-            "-S", "-aet", "VIEWER", "-aec", "GLIA", "-k", "QueryRetrieveLevel=STUDY", "-k",
-            "PatientName", "-k", "StudyInstanceUID", "127.0.0.1", &port,
+            "-S",
+            "-aet",
+            "VIEWER",
+            "-aec",
+            "GLIA",
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            "PatientName",
+            "-k",
+            "StudyInstanceUID",
+            "127.0.0.1",
+            &port,
         ],
     )
     .await;
@@ -310,8 +335,19 @@ async fn find_and_get_are_audited_once_per_request() {
     let (ok, out) = run_tool(
         &getscu,
         &[
-            "-S", "-aet", "VIEWER", "-aec", "GLIA", "-k", "QueryRetrieveLevel=STUDY", "-k",
-            &study, "-od", od.to_str().unwrap(), "127.0.0.1", &port,
+            "-S",
+            "-aet",
+            "VIEWER",
+            "-aec",
+            "GLIA",
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            &study,
+            "-od",
+            od.to_str().unwrap(),
+            "127.0.0.1",
+            &port,
         ],
     )
     .await;
@@ -321,14 +357,26 @@ async fn find_and_get_are_audited_once_per_request() {
     let rows = audit_rows(&node.state, "VIEWER").await;
     assert_eq!(rows.len(), 2, "one find, one get: {rows:?}");
     let find = &rows[0];
-    assert_eq!((find.action.as_str(), find.outcome.as_str()), ("find", "success"));
+    assert_eq!(
+        (find.action.as_str(), find.outcome.as_str()),
+        ("find", "success")
+    );
     let detail = find.detail.as_deref().unwrap_or("");
-    assert!(detail.contains("level=STUDY") && detail.contains("matches=1"), "{detail}");
+    assert!(
+        detail.contains("level=STUDY") && detail.contains("matches=1"),
+        "{detail}"
+    );
     assert!(!detail.contains("ACCESS3"), "no patient data in the detail");
     let get = &rows[1];
-    assert_eq!((get.action.as_str(), get.outcome.as_str()), ("get", "success"));
+    assert_eq!(
+        (get.action.as_str(), get.outcome.as_str()),
+        ("get", "success")
+    );
     assert_eq!(get.study_uid.as_deref(), Some(sent[0].study.as_str()));
-    assert!(get.detail.as_deref().unwrap_or("").contains("completed=2"), "{get:?}");
+    assert!(
+        get.detail.as_deref().unwrap_or("").contains("completed=2"),
+        "{get:?}"
+    );
     assert_eq!(get.remote_ip.as_deref(), Some("127.0.0.1"));
     node.stop().await;
 }

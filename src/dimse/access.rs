@@ -231,11 +231,15 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_peer_refused_only_with_the_allow_list() {
-        let mut cfg = DimseConfig::default();
-        cfg.peers = vec![peer("MOD")];
+        let cfg = DimseConfig {
+            peers: vec![peer("MOD")],
+            ..Default::default()
+        };
         let on = AccessPolicy::new(&cfg, NodeMode::Production);
         assert_eq!(
-            on.admit("STRANGER", &from([10, 0, 0, 1])).await.unwrap_err(),
+            on.admit("STRANGER", &from([10, 0, 0, 1]))
+                .await
+                .unwrap_err(),
             Denial::UnknownPeer
         );
         let off = AccessPolicy::new(&cfg, NodeMode::Dev);
@@ -249,11 +253,13 @@ mod tests {
 
     #[tokio::test]
     async fn host_check_and_tls_pinning() {
-        let mut cfg = DimseConfig::default();
         let mut p = peer("MOD");
         p.host = "10.1.2.3".into();
         p.host_check = true;
-        cfg.peers = vec![p];
+        let mut cfg = DimseConfig {
+            peers: vec![p],
+            ..Default::default()
+        };
         let policy = AccessPolicy::new(&cfg, NodeMode::Production);
         assert!(policy.admit("MOD", &from([10, 1, 2, 3])).await.is_ok());
         assert_eq!(
@@ -269,7 +275,10 @@ mod tests {
         cfg.peers = vec![p];
         let policy = AccessPolicy::new(&cfg, NodeMode::Production);
         assert_eq!(
-            policy.admit("PINNED", &from([1, 1, 1, 1])).await.unwrap_err(),
+            policy
+                .admit("PINNED", &from([1, 1, 1, 1]))
+                .await
+                .unwrap_err(),
             Denial::TlsRequired
         );
         let mut tls = from([1, 1, 1, 1]);

@@ -78,7 +78,10 @@ mod tests {
     #[test]
     fn outcomes() {
         assert_eq!(outcome_of(status::SUCCESS), Outcome::Success);
-        assert_eq!(outcome_of(status::SUBOPERATIONS_WITH_FAILURES), Outcome::Success);
+        assert_eq!(
+            outcome_of(status::SUBOPERATIONS_WITH_FAILURES),
+            Outcome::Success
+        );
         assert_eq!(outcome_of(status::NOT_AUTHORIZED), Outcome::Denied);
         assert_eq!(outcome_of(status::OUT_OF_RESOURCES), Outcome::Failure);
     }

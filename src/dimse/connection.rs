@@ -92,7 +92,10 @@ impl Connection {
         if self.ahead_eof {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        self.stream.read_exact(&mut dst[from_ahead..]).await.map(|_| ())
+        self.stream
+            .read_exact(&mut dst[from_ahead..])
+            .await
+            .map(|_| ())
     }
 
     async fn read_pdu_inner(&mut self) -> Result<Pdu, ConnectionError> {

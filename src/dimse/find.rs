@@ -158,16 +158,15 @@ async fn answer(
             }
         };
         noted.level = Some(query.level.as_str());
-        let rows =
-            match execute(ctx.repo.connection(), &query, Some(ctx.query.max_matches)).await {
-                Ok(rows) => rows,
-                Err(e) => {
-                    if matches!(e, QueryError::Db(_)) {
-                        tracing::error!(error = %e, "C-FIND failed");
-                    }
-                    break 'failed fail(status_for(&e), &e.to_string());
+        let rows = match execute(ctx.repo.connection(), &query, Some(ctx.query.max_matches)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                if matches!(e, QueryError::Db(_)) {
+                    tracing::error!(error = %e, "C-FIND failed");
                 }
-            };
+                break 'failed fail(status_for(&e), &e.to_string());
+            }
+        };
         noted.matches = Some(rows.len());
         tracing::debug!(calling_ae = %assoc.negotiated.calling_ae, level = query.level.as_str(), matches = rows.len(), "C-FIND");
         let pending = if query.unsupported_matching {

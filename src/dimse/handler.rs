@@ -233,14 +233,24 @@ pub async fn run(mut conn: Connection, ctx: Arc<DimseContext>, from: PeerAddr) {
             tracing::info!(%peer, calling_ae = %calling, source = ?rj.source, reason = denial.map(|d| d.code()), "association rejected");
             ctx.metrics
                 .associations_rejected
-                .with_label_values(&[if denial.is_some() { "denied" } else { "rejected" }])
+                .with_label_values(&[if denial.is_some() {
+                    "denied"
+                } else {
+                    "rejected"
+                }])
                 .inc();
             let (outcome, reason) = match denial {
                 Some(d) => (Outcome::Denied, d.to_string()),
                 None => (Outcome::Failure, format!("{:?}", rj.source)),
             };
-            audit::association_rejected(&ctx, Some(&calling), peer.ip().to_canonical(), outcome, &reason)
-                .await;
+            audit::association_rejected(
+                &ctx,
+                Some(&calling),
+                peer.ip().to_canonical(),
+                outcome,
+                &reason,
+            )
+            .await;
             let _ = conn.write_pdu(&Pdu::AssociationRJ(rj)).await;
             conn.shutdown().await;
             return;
@@ -306,11 +316,10 @@ async fn refuse_unauthorized(
         );
     }
     ctx.audit.record(ev).await;
-    let mut b = CommandBuilder::response_to(cmd.field | field::RESPONSE_BIT, cmd.message_id)
-        .uid(
-            dicom_dictionary_std::tags::AFFECTED_SOP_CLASS_UID,
-            &pc.abstract_syntax,
-        );
+    let mut b = CommandBuilder::response_to(cmd.field | field::RESPONSE_BIT, cmd.message_id).uid(
+        dicom_dictionary_std::tags::AFFECTED_SOP_CLASS_UID,
+        &pc.abstract_syntax,
+    );
     if let Some(uid) = cmd.string(dicom_dictionary_std::tags::AFFECTED_SOP_INSTANCE_UID) {
         b = b.uid(dicom_dictionary_std::tags::AFFECTED_SOP_INSTANCE_UID, &uid);
     }

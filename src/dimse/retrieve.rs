@@ -280,7 +280,16 @@ pub async fn refuse(
     ctx.count_failure(st);
     tracing::info!(calling_ae = %assoc.negotiated.calling_ae, status = format_args!("{st:04X}"), "retrieve refused: {comment}");
     let counts = Counts::default();
-    record(&assoc.grant, rsp_field, cmd, st, &counts, ctx, Some(comment)).await;
+    record(
+        &assoc.grant,
+        rsp_field,
+        cmd,
+        st,
+        &counts,
+        ctx,
+        Some(comment),
+    )
+    .await;
     assoc
         .send_command(
             pc.id,

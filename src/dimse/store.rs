@@ -84,7 +84,9 @@ async fn receive(
     if let Some((st, comment)) = early_error {
         assoc.drain_data().await?;
         ctx.count_failure(st);
-        assoc.send_command(pc.id, respond(st, Some(comment))).await?;
+        assoc
+            .send_command(pc.id, respond(st, Some(comment)))
+            .await?;
         return Ok((st, None));
     }
 

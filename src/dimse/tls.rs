@@ -132,6 +132,9 @@ mod tests {
             ..Default::default()
         };
         let err = acceptor(&cfg).err().expect("fails").to_string();
-        assert!(err.contains("cert_file") && err.contains("/nonexistent/cert.pem"), "{err}");
+        assert!(
+            err.contains("cert_file") && err.contains("/nonexistent/cert.pem"),
+            "{err}"
+        );
     }
 }
