@@ -52,6 +52,22 @@ async fn env() -> TestEnv {
     env
 }
 
+/// Send every file of `dir` with dcmtk storescu as `aet`; it must succeed.
+async fn store_as(storescu: &Path, aet: &str, port: &str, dir: &Path) {
+    let args = [
+        "-aet",
+        aet,
+        "-aec",
+        "GLIA",
+        "+sd",
+        "127.0.0.1",
+        port,
+        dir.to_str().unwrap(),
+    ];
+    let (ok, out) = run_tool(storescu, &args).await;
+    assert!(ok, "storescu: {out}");
+}
+
 fn echo_args<'a>(aet: &'a str, port: &'a str) -> Vec<&'a str> {
     vec!["-aet", aet, "-aec", "GLIA", "127.0.0.1", port]
 }
@@ -143,21 +159,7 @@ async fn store_allowed_find_refused_centre_assigned() {
     let dir = env.dir.path().join("series");
     let sent = write_series(&dir, &Ids::new("ACCESS1"), 3, 16, 16);
 
-    let (ok, out) = run_tool(
-        &storescu,
-        &[
-            "-aet",
-            "STORER",
-            "-aec",
-            "GLIA",
-            "+sd",
-            "127.0.0.1",
-            &port,
-            dir.to_str().unwrap(),
-        ],
-    )
-    .await;
-    assert!(ok, "storescu: {out}");
+    store_as(&storescu, "STORER", &port, &dir).await;
 
     let (ok, out) = run_tool(
         &findscu,
@@ -294,21 +296,7 @@ async fn find_and_get_are_audited_once_per_request() {
     let port = node.dimse_addr.port().to_string();
     let dir = env.dir.path().join("series");
     let sent = write_series(&dir, &Ids::new("ACCESS3"), 2, 8, 8);
-    let (ok, out) = run_tool(
-        &storescu,
-        &[
-            "-aet",
-            "STORER",
-            "-aec",
-            "GLIA",
-            "+sd",
-            "127.0.0.1",
-            &port,
-            dir.to_str().unwrap(),
-        ],
-    )
-    .await;
-    assert!(ok, "storescu: {out}");
+    store_as(&storescu, "STORER", &port, &dir).await;
     let study = format!("StudyInstanceUID={}", sent[0].study);
     let (ok, out) = run_tool(
         &findscu,

@@ -86,6 +86,14 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// dcmtk arguments: `auth` (TLS mode, key and certificate, calling AE...), then the
+/// CA to verify the server with, the called AE and the node's TLS address.
+fn tls_args<'a>(auth: &[&'a str], ca: &'a str, port: &'a str) -> Vec<&'a str> {
+    let mut v = auth.to_vec();
+    v.extend(["+cf", ca, "-aec", "GLIA", "127.0.0.1", port]);
+    v
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dcmtk_over_tls_with_client_certificates() {
     let (Some(echoscu), Some(storescu)) = (dcmtk("echoscu"), dcmtk("storescu")) else {
@@ -114,41 +122,22 @@ async fn dcmtk_over_tls_with_client_certificates() {
         .port()
         .to_string();
     let plain_port = node.dimse_addr.port().to_string();
-    let with_cert = |aet: &'static str, port: &str| -> Vec<String> {
-        [
-            "+tls",
-            s(&pki.client_key),
-            s(&pki.client_cert),
-            "+cf",
-            s(&pki.ca),
-            "-aet",
-            aet,
-            "-aec",
-            "GLIA",
-            "127.0.0.1",
-            port,
-        ]
-        .iter()
-        .map(|x| x.to_string())
-        .collect()
-    };
-    let run = |tool: &Path, args: Vec<String>| {
-        let tool = tool.to_path_buf();
-        async move {
-            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            run_tool(&tool, &refs).await
-        }
-    };
+    let key = s(&pki.client_key);
+    let cert = s(&pki.client_cert);
+    let ca = s(&pki.ca);
 
     // A CA-signed client certificate: echo and store over TLS.
-    let (ok, out) = run(&echoscu, with_cert("MODALITY", &tls_port)).await;
+    let (ok, out) = run_tool(
+        &echoscu,
+        &tls_args(&["+tls", key, cert, "-aet", "MODALITY"], ca, &tls_port),
+    )
+    .await;
     assert!(ok, "echoscu over TLS: {out}");
     let dir = env.dir.path().join("series");
     let sent = write_series(&dir, &Ids::new("TLS1"), 2, 16, 16);
-    let mut args = with_cert("PINNED", &tls_port);
-    args.insert(args.len() - 2, "+sd".into());
-    args.push(s(&dir).into());
-    let (ok, out) = run(&storescu, args).await;
+    let mut args = tls_args(&["+tls", key, cert, "-aet", "PINNED", "+sd"], ca, &tls_port);
+    args.push(s(&dir));
+    let (ok, out) = run_tool(&storescu, &args).await;
     assert!(ok, "storescu over TLS: {out}");
     assert_eq!(node.state.repo.counts().await.unwrap().instances, 2);
     let rows = audit_rows(&node.state, "PINNED").await;
@@ -159,39 +148,20 @@ async fn dcmtk_over_tls_with_client_certificates() {
         && r.study_uid.as_deref() == Some(sent[0].study.as_str())));
 
     // Anonymous TLS (no client certificate): refused in the handshake.
-    let anon: Vec<String> = [
-        "+tla",
-        "+cf",
-        s(&pki.ca),
-        "-aet",
-        "ANON",
-        "-aec",
-        "GLIA",
-        "127.0.0.1",
-        &tls_port,
-    ]
-    .iter()
-    .map(|x| x.to_string())
-    .collect();
-    let (ok, out) = run(&echoscu, anon).await;
+    let (ok, out) = run_tool(
+        &echoscu,
+        &tls_args(&["+tla", "-aet", "ANON"], ca, &tls_port),
+    )
+    .await;
     assert!(!ok, "a client without a certificate must be refused: {out}");
 
     // A certificate from no trusted CA: refused too.
-    let rogue: Vec<String> = [
-        "+tls",
-        s(&pki.rogue_key),
-        s(&pki.rogue_cert),
-        "+cf",
-        s(&pki.ca),
-        "-aec",
-        "GLIA",
-        "127.0.0.1",
-        &tls_port,
-    ]
-    .iter()
-    .map(|x| x.to_string())
-    .collect();
-    let (ok, out) = run(&echoscu, rogue).await;
+    let rogue = [s(&pki.rogue_key), s(&pki.rogue_cert)];
+    let (ok, out) = run_tool(
+        &echoscu,
+        &tls_args(&["+tls", rogue[0], rogue[1]], ca, &tls_port),
+    )
+    .await;
     assert!(!ok, "an untrusted certificate must be refused: {out}");
 
     // The pinned peer over plain TCP: rejected at association level, audited.
