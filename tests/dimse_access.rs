@@ -46,10 +46,14 @@ fn peers() -> Vec<PeerConfig> {
 }
 
 async fn env() -> TestEnv {
-    let mut env = TestEnv::new(Backend::Sqlite).await.unwrap();
+    env_on(Backend::Sqlite).await.unwrap()
+}
+
+async fn env_on(backend: Backend) -> Option<TestEnv> {
+    let mut env = TestEnv::new(backend).await?;
     env.config.dimse.require_known_peers = KnownPeers::On;
     env.config.dimse.peers = peers();
-    env
+    Some(env)
 }
 
 /// Send every file of `dir` with dcmtk storescu as `aet`; it must succeed.
@@ -148,12 +152,23 @@ async fn unknown_and_wrong_host_peers_are_rejected_and_audited() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_allowed_find_refused_centre_assigned() {
+async fn store_allowed_find_refused_centre_assigned_sqlite() {
+    store_allowed_find_refused_centre_assigned(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_allowed_find_refused_centre_assigned_pg_s3() {
+    store_allowed_find_refused_centre_assigned(Backend::PgS3).await;
+}
+
+async fn store_allowed_find_refused_centre_assigned(backend: Backend) {
     let (Some(storescu), Some(findscu)) = (dcmtk("storescu"), dcmtk("findscu")) else {
         require("dcmtk storescu and findscu", false);
         return;
     };
-    let env = env().await;
+    let Some(env) = env_on(backend).await else {
+        return;
+    };
     let node = env.start().await;
     let port = node.dimse_addr.port().to_string();
     let dir = env.dir.path().join("series");
