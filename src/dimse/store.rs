@@ -18,7 +18,7 @@ pub async fn handle(
     cmd: &Command,
     ctx: &DimseContext,
 ) -> Result<(), AssociationError> {
-    let (st, identity) = receive(assoc, pc, cmd, ctx).await?;
+    let (st, identity, rsp) = receive(assoc, pc, cmd, ctx).await?;
     let sop_instance = cmd.string(tags::AFFECTED_SOP_INSTANCE_UID);
     let ev = audit::with_status(&assoc.grant, "store", st);
     let ev = match &identity {
@@ -28,17 +28,19 @@ pub async fn handle(
             .instance(Some(&id.sop_instance_uid)),
         None => ev.instance(sop_instance.as_deref()),
     };
+    // Audited before answering: an SCU that drops the association meanwhile has still
+    // stored (or tried to store) the instance.
     ctx.audit.record(ev).await;
-    Ok(())
+    assoc.send_command(pc.id, rsp).await
 }
 
-/// Receive, ingest and answer; the status sent and, when stored, the instance's UIDs.
+/// Receive and ingest: the status, the instance's UIDs when stored, and the response.
 async fn receive(
     assoc: &mut Association,
     pc: &AcceptedContext,
     cmd: &Command,
     ctx: &DimseContext,
-) -> Result<(u16, Option<InstanceIdentity>), AssociationError> {
+) -> Result<(u16, Option<InstanceIdentity>, Vec<u8>), AssociationError> {
     let sop_class = cmd.string(tags::AFFECTED_SOP_CLASS_UID).unwrap_or_default();
     let sop_instance = cmd
         .string(tags::AFFECTED_SOP_INSTANCE_UID)
@@ -56,16 +58,11 @@ async fn receive(
 
     if !cmd.has_data_set {
         ctx.count_failure(status::CANNOT_UNDERSTAND);
-        assoc
-            .send_command(
-                pc.id,
-                respond(
-                    status::CANNOT_UNDERSTAND,
-                    Some("C-STORE-RQ without a data set"),
-                ),
-            )
-            .await?;
-        return Ok((status::CANNOT_UNDERSTAND, None));
+        let rsp = respond(
+            status::CANNOT_UNDERSTAND,
+            Some("C-STORE-RQ without a data set"),
+        );
+        return Ok((status::CANNOT_UNDERSTAND, None, rsp));
     }
     // The request must name the context's SOP class and a syntactically valid instance.
     let early_error = if sop_class != pc.abstract_syntax {
@@ -84,10 +81,7 @@ async fn receive(
     if let Some((st, comment)) = early_error {
         assoc.drain_data().await?;
         ctx.count_failure(st);
-        assoc
-            .send_command(pc.id, respond(st, Some(comment)))
-            .await?;
-        return Ok((st, None));
+        return Ok((st, None, respond(st, Some(comment))));
     }
 
     // Stream the data set into the spool.
@@ -98,13 +92,8 @@ async fn receive(
             tracing::error!(error = %e, "cannot create spool file");
             assoc.drain_data().await?;
             ctx.count_failure(status::OUT_OF_RESOURCES);
-            assoc
-                .send_command(
-                    pc.id,
-                    respond(status::OUT_OF_RESOURCES, Some("spool unavailable")),
-                )
-                .await?;
-            return Ok((status::OUT_OF_RESOURCES, None));
+            let rsp = respond(status::OUT_OF_RESOURCES, Some("spool unavailable"));
+            return Ok((status::OUT_OF_RESOURCES, None, rsp));
         }
     };
     let mut failure: Option<IngestError> = writer
@@ -176,6 +165,5 @@ async fn receive(
             (st, None, respond(st, Some(&e.to_string())))
         }
     };
-    assoc.send_command(pc.id, rsp).await?;
-    Ok((st, identity))
+    Ok((st, identity, rsp))
 }
