@@ -50,6 +50,8 @@ pub enum StartError {
     DevJwtSecret,
     #[error("spool directory: {0}")]
     Spool(std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::dimse::tls::TlsError),
     #[error("cannot bind {what} on {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -149,6 +151,8 @@ pub fn node_name(config: &Config) -> String {
 /// A started node.
 pub struct RunningNode {
     pub dimse_addr: SocketAddr,
+    /// The DICOM TLS listener's address (`[dimse.tls] enabled`).
+    pub dimse_tls_addr: Option<SocketAddr>,
     pub http_addr: SocketAddr,
     pub state: AppState,
     shutdown: CancellationToken,
@@ -200,15 +204,31 @@ pub async fn start(config: Config) -> Result<RunningNode, StartError> {
     }
 
     let dimse_addr = SocketAddr::new(cfg.dimse.bind, cfg.dimse.port);
-    let dimse = DimseServer::bind(DimseContext {
-        config: cfg.dimse.clone(),
-        query: cfg.query.clone(),
-        ingestor: state.ingestor.clone(),
-        repo: state.repo.clone(),
-        store: state.store.clone(),
-        metrics: state.metrics.clone(),
-        ai_trigger: crate::ai::worker::AiTrigger::new(&state),
-    })
+    let tls = if cfg.dimse.tls.enabled {
+        Some(crate::dimse::tls::acceptor(&cfg.dimse.tls)?)
+    } else {
+        None
+    };
+    let access = crate::dimse::access::AccessPolicy::new(&cfg.dimse, cfg.node.mode);
+    tracing::info!(
+        require_known_peers = access.require_known_peers(),
+        peers = cfg.dimse.peers.len(),
+        "DIMSE access"
+    );
+    let dimse = DimseServer::bind(
+        DimseContext {
+            config: cfg.dimse.clone(),
+            query: cfg.query.clone(),
+            ingestor: state.ingestor.clone(),
+            repo: state.repo.clone(),
+            store: state.store.clone(),
+            metrics: state.metrics.clone(),
+            ai_trigger: crate::ai::worker::AiTrigger::new(&state),
+            access,
+            audit: state.audit.clone(),
+        },
+        tls,
+    )
     .await
     .map_err(|source| StartError::Bind {
         what: "DIMSE",
@@ -216,7 +236,8 @@ pub async fn start(config: Config) -> Result<RunningNode, StartError> {
         source,
     })?;
     let dimse_addr = dimse.local_addr().unwrap_or(dimse_addr);
-    tracing::info!(ae_title = %cfg.dimse.ae_title, addr = %dimse_addr, "DIMSE listener up");
+    let dimse_tls_addr = dimse.tls_local_addr();
+    tracing::info!(ae_title = %cfg.dimse.ae_title, addr = %dimse_addr, tls = ?dimse_tls_addr, "DIMSE listener up");
 
     let http_addr = SocketAddr::new(cfg.http.bind, cfg.http.port);
     let http = HttpServer::bind(http_addr, state.clone())
@@ -238,6 +259,7 @@ pub async fn start(config: Config) -> Result<RunningNode, StartError> {
     });
     Ok(RunningNode {
         dimse_addr,
+        dimse_tls_addr,
         http_addr,
         state,
         shutdown,

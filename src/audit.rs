@@ -215,6 +215,8 @@ pub struct Audit {
 const QUEUE: usize = 8192;
 /// Most events written per transaction.
 const BATCH: usize = 1000;
+/// How long the writer waits for more events before writing a batch.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Audit {
     /// Start the writer task on the current runtime. It runs until every handle
@@ -245,6 +247,9 @@ async fn writer(db: DatabaseConnection, mut rx: mpsc::Receiver<Msg>) {
     let mut batch: Vec<AuditEvent> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
+        // Collect for up to LINGER (or until a flush or a full batch), so a stream of
+        // accesses (C-STORE per instance) costs one transaction per burst, not per event.
+        let deadline = tokio::time::Instant::now() + LINGER;
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
@@ -254,7 +259,14 @@ async fn writer(db: DatabaseConnection, mut rx: mpsc::Receiver<Msg>) {
             if batch.len() >= BATCH {
                 break;
             }
-            next = rx.try_recv().ok();
+            next = match rx.try_recv() {
+                Ok(m) => Some(m),
+                Err(_) if waiters.is_empty() => tokio::time::timeout_at(deadline, rx.recv())
+                    .await
+                    .ok()
+                    .flatten(),
+                Err(_) => None,
+            };
         }
         let mut attempt = 0u32;
         while !batch.is_empty() {

@@ -71,8 +71,9 @@ pub struct DimseConfig {
     pub max_pdu_length: u32,
     /// Reject associations whose called AE title is not ours.
     pub check_called_ae: bool,
-    /// Reject calling AE titles that are not listed in `[[dimse.peers]]`.
-    pub require_known_peers: bool,
+    /// Reject calling AE titles that are not listed in `[[dimse.peers]]`:
+    /// `true`, `false` or `"auto"` (on in `[node] mode = "production"`, off in dev).
+    pub require_known_peers: KnownPeers,
     /// Seconds to wait for the A-ASSOCIATE-RQ after a connection opens.
     pub association_timeout_secs: u64,
     /// Seconds a read may stall inside an association before it is aborted.
@@ -88,6 +89,89 @@ pub struct DimseConfig {
     pub shutdown_grace_secs: u64,
     /// Known remote application entities.
     pub peers: Vec<PeerConfig>,
+    /// `[dimse.tls]`: DICOM TLS on a second port.
+    pub tls: DimseTlsConfig,
+}
+
+/// `require_known_peers`: a boolean or `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KnownPeers {
+    /// Only listed peers may associate.
+    On,
+    /// Any calling AE may associate (listed peers keep their service limits).
+    Off,
+    /// On in production mode, off in dev mode.
+    #[default]
+    Auto,
+}
+
+impl KnownPeers {
+    /// Is the allow-list enforced in this node mode?
+    pub fn resolve(self, mode: NodeMode) -> bool {
+        match self {
+            KnownPeers::On => true,
+            KnownPeers::Off => false,
+            KnownPeers::Auto => mode == NodeMode::Production,
+        }
+    }
+}
+
+impl Serialize for KnownPeers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            KnownPeers::On => s.serialize_bool(true),
+            KnownPeers::Off => s.serialize_bool(false),
+            KnownPeers::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for KnownPeers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(KnownPeers::On),
+            Raw::Bool(false) => Ok(KnownPeers::Off),
+            Raw::Text(t) if t.eq_ignore_ascii_case("auto") => Ok(KnownPeers::Auto),
+            Raw::Text(t) if t == "true" => Ok(KnownPeers::On),
+            Raw::Text(t) if t == "false" => Ok(KnownPeers::Off),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "require_known_peers must be true, false or \"auto\", got {t:?}"
+            ))),
+        }
+    }
+}
+
+/// `[dimse.tls]`: a second DICOM listener speaking TLS (PS3.15 Annex B).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DimseTlsConfig {
+    pub enabled: bool,
+    /// TCP port of the TLS listener (same bind address as `[dimse]`; 0 = ephemeral).
+    pub port: u16,
+    /// PEM certificate chain of this node (leaf first).
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM CA certificates; when set, client certificates are required and verified.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl Default for DimseTlsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            port: 2762,
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
+            client_ca_file: None,
+        }
+    }
 }
 
 /// `[[dimse.peers]]`: a remote application entity.
@@ -100,6 +184,31 @@ pub struct PeerConfig {
     /// Services this peer may use: `echo`, `store`, `find`, `move`, `get`, `commit`.
     #[serde(default = "all_services")]
     pub services: Vec<String>,
+    /// The diagnostic centre this AE belongs to; studies it stores get this centre.
+    #[serde(default)]
+    pub centre_id: Option<i64>,
+    /// Require the TCP peer address to be (one of the addresses of) `host`.
+    #[serde(default)]
+    pub host_check: bool,
+    /// SHA-256 (hex) of the DER client certificate this AE must present over DICOM TLS;
+    /// when set, the AE may only associate over TLS with that certificate.
+    #[serde(default)]
+    pub tls_fingerprint: Option<String>,
+}
+
+impl Default for PeerConfig {
+    /// An entry for `ae_title = ""` on localhost port 104 with every service.
+    fn default() -> Self {
+        Self {
+            ae_title: String::new(),
+            host: "127.0.0.1".into(),
+            port: 104,
+            services: all_services(),
+            centre_id: None,
+            host_check: false,
+            tls_fingerprint: None,
+        }
+    }
 }
 
 fn all_services() -> Vec<String> {
@@ -118,7 +227,7 @@ impl Default for DimseConfig {
             max_associations: 64,
             max_pdu_length: 262_144,
             check_called_ae: true,
-            require_known_peers: false,
+            require_known_peers: KnownPeers::Auto,
             association_timeout_secs: 30,
             read_timeout_secs: 60,
             write_timeout_secs: 60,
@@ -130,6 +239,7 @@ impl Default for DimseConfig {
             ],
             shutdown_grace_secs: 10,
             peers: Vec::new(),
+            tls: DimseTlsConfig::default(),
         }
     }
 }

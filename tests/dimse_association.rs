@@ -73,12 +73,13 @@ async fn wrong_called_ae_is_rejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_calling_ae_rejected_when_allow_list_is_on() {
     let mut env = env().await;
-    env.config.dimse.require_known_peers = true;
+    env.config.dimse.require_known_peers = glia::config::KnownPeers::On;
     env.config.dimse.peers = vec![glia::config::PeerConfig {
         ae_title: "OTHER".into(),
         host: "127.0.0.1".into(),
         port: 104,
         services: vec!["echo".into()],
+        ..Default::default()
     }];
     let node = env.start().await;
     let err = Scu::connect(node.dimse_addr).await.err().expect("rejected");

@@ -12,18 +12,8 @@ use dicom_object::OpenFileOptions;
 use glia::store::BlobKey;
 
 async fn run_dcmtk(tool: &Path, args: &[String]) -> (bool, String) {
-    let out = tokio::process::Command::new(tool)
-        .args(args)
-        .env("TCP_NODELAY", "1")
-        .output()
-        .await
-        .expect("run dcmtk");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::run_tool(tool, &args).await
 }
 
 fn tools() -> Option<(PathBuf, PathBuf)> {

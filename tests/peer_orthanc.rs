@@ -290,6 +290,7 @@ async fn orthanc_queries_and_retrieves() {
         host: "127.0.0.1".into(),
         port: orthanc_dicom,
         services: vec!["echo".into(), "store".into(), "find".into(), "move".into()],
+        ..Default::default()
     }];
     let node = env.start().await;
     let glia_port = node.dimse_addr.port();

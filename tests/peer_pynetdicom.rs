@@ -141,6 +141,7 @@ async fn pynetdicom_qr(mut env: TestEnv) {
         host: "127.0.0.1".into(),
         port: dest_port,
         services: vec!["store".into()],
+        ..Default::default()
     }];
     let node = env.start().await;
     let expect = load(&node, &env.dir.path().join("sent")).await;

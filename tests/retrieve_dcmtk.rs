@@ -340,24 +340,28 @@ async fn movescu_and_getscu(mut env: TestEnv) {
             host: "127.0.0.1".into(),
             port: scp_port,
             services: vec!["store".into()],
+            ..Default::default()
         },
         glia::config::PeerConfig {
             ae_title: "MOVESCU".into(),
             host: "127.0.0.1".into(),
             port: self_port,
             services: vec!["move".into(), "find".into()],
+            ..Default::default()
         },
         glia::config::PeerConfig {
             ae_title: "GONE".into(),
             host: "127.0.0.1".into(),
             port: closed_port,
             services: vec![],
+            ..Default::default()
         },
         glia::config::PeerConfig {
             ae_title: "ABORTER".into(),
             host: "127.0.0.1".into(),
             port: aborting_port,
             services: vec![],
+            ..Default::default()
         },
     ];
     let node = env.start().await;

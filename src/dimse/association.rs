@@ -1,5 +1,6 @@
-//! Association negotiation (PS3.8 §9.3.2/§9.3.3): which calling/called AE titles are
-//! accepted, which presentation contexts, and which transfer syntax for each one.
+//! Association negotiation (PS3.8 §9.3.2/§9.3.3): which called AE title is accepted,
+//! which presentation contexts (within the services the peer's [`Grant`] allows, see
+//! `access`), and which transfer syntax for each one.
 
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
@@ -9,6 +10,7 @@ use dicom_ul::pdu::{
     UserVariableItem,
 };
 
+use super::access::Grant;
 use super::sop;
 use crate::config::DimseConfig;
 use crate::ingest::spool::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
@@ -34,6 +36,9 @@ pub struct Negotiated {
     pub extended: Vec<(String, Vec<u8>)>,
     /// Storage SOP classes for which the requestor may act as SCP (C-GET sub-operations).
     pub requestor_scp_classes: Vec<String>,
+    /// Services whose presentation contexts were refused because the peer may not
+    /// use them (for the audit trail).
+    pub refused_services: Vec<&'static str>,
 }
 
 impl Negotiated {
@@ -111,10 +116,24 @@ pub fn choose_transfer_syntax(offered: &[String], preference: &[String]) -> Opti
     None
 }
 
-/// Negotiate an A-ASSOCIATE-RQ: Ok(accept) or Err(reject).
+/// Negotiate an A-ASSOCIATE-RQ for a peer allowed every service.
 pub fn negotiate(
     rq: &AssociationRQ,
     cfg: &DimseConfig,
+) -> Result<(AssociationAC, Negotiated), AssociationRJ> {
+    let grant = Grant::unrestricted(trim(&rq.calling_ae_title), [0, 0, 0, 0].into());
+    negotiate_for(rq, cfg, &grant)
+}
+
+/// Negotiate an A-ASSOCIATE-RQ of an admitted peer: Ok(accept) or Err(reject).
+/// Presentation contexts of services `grant` does not allow are refused (user
+/// rejection); storage contexts are also accepted for a peer allowed `get` that takes
+/// the SCP role for them (to receive C-GET sub-operations; C-STOREs it sends on them
+/// are refused at message level).
+pub fn negotiate_for(
+    rq: &AssociationRQ,
+    cfg: &DimseConfig,
+    grant: &Grant,
 ) -> Result<(AssociationAC, Negotiated), AssociationRJ> {
     if rq.protocol_version & 1 == 0 {
         return Err(reject(AssociationRJServiceUserReason::NoReasonGiven));
@@ -131,16 +150,22 @@ pub fn negotiate(
         ));
     }
     let calling = trim(&rq.calling_ae_title).to_string();
-    let peer = cfg.peers.iter().find(|p| p.ae_title == calling);
-    if cfg.require_known_peers && peer.is_none() {
-        return Err(reject(
-            AssociationRJServiceUserReason::CallingAETitleNotRecognized,
-        ));
-    }
-    let allowed = |service: &str| match peer {
-        Some(p) => p.services.iter().any(|s| s == service),
-        None => true,
+    // Storage classes the requestor offers to be SCP for (C-GET role selection).
+    let scp_role: Vec<&str> = rq
+        .user_variables
+        .iter()
+        .filter_map(|v| match v {
+            UserVariableItem::ScuScpRoleSelectionSubItem(class, roles) if roles.scp => {
+                Some(trim(class))
+            }
+            _ => None,
+        })
+        .collect();
+    let allowed = |service: &str, abstract_syntax: &str| {
+        grant.allows(service)
+            || (service == "store" && grant.allows("get") && scp_role.contains(&abstract_syntax))
     };
+    let mut refused_services: Vec<&'static str> = Vec::new();
 
     let peer_max_pdu_length = rq
         .user_variables
@@ -158,8 +183,19 @@ pub fn negotiate(
     for pc in &rq.presentation_contexts {
         let abstract_syntax = trim(&pc.abstract_syntax).to_string();
         let service = sop::service_of(&abstract_syntax);
+        if let Some(s) = service.filter(|s| !allowed(s, &abstract_syntax)) {
+            if !refused_services.contains(&s) {
+                refused_services.push(s);
+            }
+            results.push(PresentationContextResult {
+                id: pc.id,
+                reason: PresentationContextResultReason::UserRejection,
+                transfer_syntax: "1.2.840.10008.1.2".into(),
+            });
+            continue;
+        }
         let reason_ts = match service {
-            Some(s) if allowed(s) => {
+            Some(_) => {
                 match choose_transfer_syntax(&pc.transfer_syntaxes, &cfg.transfer_syntax_preference)
                 {
                     Some(ts) => Ok(ts),
@@ -242,6 +278,7 @@ pub fn negotiate(
             peer_max_pdu_length,
             extended,
             requestor_scp_classes,
+            refused_services,
         },
     ))
 }

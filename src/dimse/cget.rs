@@ -6,7 +6,7 @@
 use super::association::AcceptedContext;
 use super::command::{field, Command};
 use super::handler::{Association, AssociationError};
-use super::retrieve::{refuse, resolve, response, send_final, Counts, Shape};
+use super::retrieve::{refuse, resolve, response, send_final, Shape};
 use super::suboperations::store_instance;
 use super::{status, DimseContext};
 
@@ -18,8 +18,8 @@ pub async fn handle(
     ctx: &DimseContext,
 ) -> Result<(), AssociationError> {
     const RSP: u16 = field::C_GET_RSP;
-    let list = match resolve(assoc, pc, cmd, ctx).await? {
-        Ok(list) => list,
+    let retrieval = match resolve(assoc, pc, cmd, ctx).await? {
+        Ok(r) => r,
         Err((st, comment)) => return refuse(assoc, RSP, cmd, pc, st, &comment, ctx).await,
     };
     // Storage contexts on which the requestor accepted the SCP role.
@@ -35,7 +35,8 @@ pub async fn handle(
         })
         .cloned()
         .collect();
-    let mut counts = Counts::new(list.len());
+    let mut counts = retrieval.counts();
+    let list = retrieval.instances;
     let mut cancelled = false;
     for (i, inst) in list.iter().enumerate() {
         if assoc.cancel_requested(cmd.message_id).await? {

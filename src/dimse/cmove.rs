@@ -9,7 +9,7 @@ use super::association::AcceptedContext;
 use super::client::{associate, ClientOptions};
 use super::command::{field, Command};
 use super::handler::{Association, AssociationError};
-use super::retrieve::{refuse, resolve, response, send_final, Counts, Shape};
+use super::retrieve::{refuse, resolve, response, send_final, Shape};
 use super::suboperations::{plan_contexts, store_instance};
 use super::{status, DimseContext};
 
@@ -22,8 +22,8 @@ pub async fn handle(
 ) -> Result<(), AssociationError> {
     const RSP: u16 = field::C_MOVE_RSP;
     let destination = cmd.string(tags::MOVE_DESTINATION).unwrap_or_default();
-    let list = match resolve(assoc, pc, cmd, ctx).await? {
-        Ok(list) => list,
+    let retrieval = match resolve(assoc, pc, cmd, ctx).await? {
+        Ok(r) => r,
         Err((st, comment)) => return refuse(assoc, RSP, cmd, pc, st, &comment, ctx).await,
     };
     let Some(peer) = ctx.config.peers.iter().find(|p| p.ae_title == destination) else {
@@ -38,7 +38,8 @@ pub async fn handle(
         )
         .await;
     };
-    let mut counts = Counts::new(list.len());
+    let mut counts = retrieval.counts();
+    let list = retrieval.instances;
     if list.is_empty() {
         return send_final(assoc, RSP, cmd, pc, status::SUCCESS, &counts, ctx).await;
     }

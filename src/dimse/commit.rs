@@ -2,7 +2,7 @@
 //! responsibility for a list of instances; Glia answers N-ACTION-RSP, checks each one
 //! (indexed, same SOP class, object present in the blob store) and reports the result
 //! with an N-EVENT-REPORT-RQ on the same association (event 1: all committed; event 2:
-//! some failed, with a FailureReason per instance).
+//! some failed, with a FailureReason per instance). Each request is audited (counts).
 
 use dicom_core::value::{DataSetSequence, Value};
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
@@ -197,6 +197,22 @@ pub async fn handle(
         }
     }
     tracing::info!(calling_ae = %assoc.negotiated.calling_ae, committed = committed.len(), failed = failed.len(), "storage commitment");
+    let outcome = if failed.is_empty() {
+        crate::audit::Outcome::Success
+    } else {
+        crate::audit::Outcome::Failure
+    };
+    ctx.audit
+        .record(
+            super::audit::event(&assoc.grant, "commit")
+                .outcome(outcome, Some(i32::from(status::SUCCESS)))
+                .detail(format!(
+                    "committed={} failed={}",
+                    committed.len(),
+                    failed.len()
+                )),
+        )
+        .await;
     // The SCU says these instances are complete: their studies need not wait for
     // the AI pipeline's stable age.
     ctx.ai_trigger.studies_complete(&committed_uids).await;

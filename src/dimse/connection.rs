@@ -1,4 +1,5 @@
-//! PDU framing over one TCP connection, on dicom-ul's PDU codec.
+//! PDU framing over one connection (plain TCP or DICOM TLS: any
+//! `AsyncRead + AsyncWrite` byte stream), on dicom-ul's PDU codec.
 //!
 //! Reads the 6-byte PDU header first and refuses a PDU larger than our limit before
 //! reading its body (dicom-ul's own reader would buffer up to ~4 GiB). Every read and
@@ -8,8 +9,7 @@
 use std::time::Duration;
 
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PDU_HEADER_SIZE};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Largest non-P-DATA PDU we read (A-ASSOCIATE-RQ with many contexts).
 const MAX_CONTROL_PDU: u32 = 1 << 20;
@@ -30,9 +30,17 @@ pub enum ConnectionError {
     Malformed(String),
 }
 
+/// The byte stream under a connection: a `TcpStream`, or a TLS stream over one.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
+
 /// One DICOM upper-layer connection.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn Transport>,
+    /// Bytes read ahead by [`Connection::input_ready`], consumed before the stream.
+    ahead: Vec<u8>,
+    /// The peer closed (or broke) the stream while reading ahead.
+    ahead_eof: bool,
     buf: Vec<u8>,
     read_timeout: Duration,
     write_timeout: Duration,
@@ -43,14 +51,17 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Wrap a byte stream (plain TCP or TLS).
     pub fn new(
-        stream: TcpStream,
+        stream: impl Transport + 'static,
         max_pdu_length: u32,
         read_timeout: Duration,
         write_timeout: Duration,
     ) -> Self {
         Self {
-            stream,
+            stream: Box::new(stream),
+            ahead: Vec::new(),
+            ahead_eof: false,
             buf: Vec::with_capacity(64 * 1024),
             read_timeout,
             write_timeout,
@@ -68,9 +79,28 @@ impl Connection {
         }
     }
 
+    /// Fill `dst` from the read-ahead bytes, then from the stream.
+    async fn read_exact_into(&mut self, dst: &mut [u8]) -> std::io::Result<()> {
+        let from_ahead = self.ahead.len().min(dst.len());
+        if from_ahead > 0 {
+            dst[..from_ahead].copy_from_slice(&self.ahead[..from_ahead]);
+            self.ahead.drain(..from_ahead);
+        }
+        if from_ahead == dst.len() {
+            return Ok(());
+        }
+        if self.ahead_eof {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.stream
+            .read_exact(&mut dst[from_ahead..])
+            .await
+            .map(|_| ())
+    }
+
     async fn read_pdu_inner(&mut self) -> Result<Pdu, ConnectionError> {
         let mut header = [0u8; PDU_HEADER_SIZE as usize];
-        match self.stream.read_exact(&mut header).await {
+        match self.read_exact_into(&mut header).await {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 return Err(ConnectionError::Closed)
@@ -89,14 +119,15 @@ impl Connection {
         if len > limit {
             return Err(ConnectionError::TooLarge { len, limit });
         }
-        self.buf.clear();
-        self.buf.extend_from_slice(&header);
-        self.buf.resize(PDU_HEADER_SIZE as usize + len as usize, 0);
-        match self
-            .stream
-            .read_exact(&mut self.buf[PDU_HEADER_SIZE as usize..])
-            .await
-        {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.extend_from_slice(&header);
+        buf.resize(PDU_HEADER_SIZE as usize + len as usize, 0);
+        let body = self
+            .read_exact_into(&mut buf[PDU_HEADER_SIZE as usize..])
+            .await;
+        self.buf = buf;
+        match body {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 return Err(ConnectionError::Closed)
@@ -111,11 +142,25 @@ impl Connection {
         }
     }
 
-    /// Is input waiting on the socket (or has the peer closed it)? Never blocks.
-    pub fn input_ready(&self) -> bool {
+    /// Is input waiting (or has the peer closed the stream)? Never blocks: whatever
+    /// can be read at once is kept for the next [`Connection::read_pdu`].
+    pub fn input_ready(&mut self) -> bool {
         use futures::FutureExt;
-        let mut b = [0u8; 1];
-        self.stream.peek(&mut b).now_or_never().is_some()
+        if !self.ahead.is_empty() || self.ahead_eof {
+            return true;
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        match self.stream.read(&mut chunk).now_or_never() {
+            None => false,
+            Some(Ok(0)) | Some(Err(_)) => {
+                self.ahead_eof = true;
+                true
+            }
+            Some(Ok(n)) => {
+                self.ahead.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
     }
 
     /// Write one PDU in a single write.
@@ -179,7 +224,7 @@ impl Connection {
         Ok(())
     }
 
-    /// Shut the TCP connection down (after A-RELEASE-RP or A-ABORT).
+    /// Shut the connection down (after A-RELEASE-RP or A-ABORT).
     pub async fn shutdown(&mut self) {
         let _ = self.stream.shutdown().await;
     }

@@ -1,7 +1,7 @@
 //! Query service (C-FIND SCP, PS3.4 Annex C): Patient Root and Study Root FIND on the
 //! one query model. Pending responses 0xFF00 (0xFF01 when optional keys are not
 //! supported), C-CANCEL honoured between responses, final 0x0000 / 0xFE00, failures
-//! 0xA700 / 0xA900 / 0xC000 with an ErrorComment.
+//! 0xA700 / 0xA900 / 0xC000 with an ErrorComment. One audit event per query.
 
 use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
@@ -11,7 +11,7 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use super::association::AcceptedContext;
 use super::command::{field, Command, CommandBuilder, DATA_SET_PRESENT};
 use super::handler::{Association, AssociationError};
-use super::{sop, status, DimseContext};
+use super::{audit, sop, status, DimseContext};
 use crate::query::dimse::{parse_identifier, render, IdentifierRules};
 use crate::query::{execute, QueryError, QueryOptions};
 
@@ -75,13 +75,43 @@ pub fn rules(
     })
 }
 
-/// Answer one C-FIND-RQ.
+/// What the audit trail notes about one query.
+#[derive(Default)]
+struct Noted {
+    level: Option<&'static str>,
+    matches: Option<usize>,
+}
+
+/// Answer one C-FIND-RQ (audited: level, outcome, number of matches).
 pub async fn handle(
     assoc: &mut Association,
     pc: &AcceptedContext,
     cmd: &Command,
     ctx: &DimseContext,
 ) -> Result<(), AssociationError> {
+    let mut noted = Noted::default();
+    let st = answer(assoc, pc, cmd, ctx, &mut noted).await?;
+    let mut detail = format!("model={}", sop::model_name(&pc.abstract_syntax));
+    if let Some(level) = noted.level {
+        detail.push_str(&format!(" level={level}"));
+    }
+    if let Some(n) = noted.matches {
+        detail.push_str(&format!(" matches={n}"));
+    }
+    ctx.audit
+        .record(audit::with_status(&assoc.grant, "find", st).detail(detail))
+        .await;
+    Ok(())
+}
+
+/// Answer the query; the final status sent.
+async fn answer(
+    assoc: &mut Association,
+    pc: &AcceptedContext,
+    cmd: &Command,
+    ctx: &DimseContext,
+    noted: &mut Noted,
+) -> Result<u16, AssociationError> {
     let respond = |st: u16, comment: Option<&str>| {
         let mut b = CommandBuilder::response_to(field::C_FIND_RSP, cmd.message_id)
             .uid(tags::AFFECTED_SOP_CLASS_UID, &pc.abstract_syntax)
@@ -93,81 +123,77 @@ pub async fn handle(
     };
     let fail = |st: u16, comment: &str| {
         ctx.count_failure(st);
-        respond(st, Some(comment))
+        (st, respond(st, Some(comment)))
     };
-    if !cmd.has_data_set {
-        let rsp = fail(
-            status::IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
-            "C-FIND-RQ without an identifier",
-        );
-        return assoc.send_command(pc.id, rsp).await;
-    }
-    let Some(bytes) = assoc.read_data_set(pc.id, MAX_IDENTIFIER).await? else {
-        let rsp = fail(status::OUT_OF_RESOURCES, "identifier too large");
-        return assoc.send_command(pc.id, rsp).await;
-    };
-    let Some(rules) = rules(assoc, pc, ctx) else {
-        let rsp = fail(
-            status::SOP_CLASS_NOT_SUPPORTED,
-            "not a Query/Retrieve FIND class",
-        );
-        return assoc.send_command(pc.id, rsp).await;
-    };
-    let ident = match decode_identifier(pc, &bytes) {
-        Ok(i) => i,
-        Err(e) => {
-            let rsp = fail(
-                status::UNABLE_TO_PROCESS,
-                &format!("identifier unreadable: {e}"),
+    let (st, rsp) = 'failed: {
+        if !cmd.has_data_set {
+            break 'failed fail(
+                status::IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
+                "C-FIND-RQ without an identifier",
             );
-            return assoc.send_command(pc.id, rsp).await;
         }
-    };
-    let query = match parse_identifier(&ident, rules) {
-        Ok(q) => q,
-        Err(e) => {
-            tracing::info!(calling_ae = %assoc.negotiated.calling_ae, code = e.code(), "C-FIND refused: {e}");
-            let rsp = fail(status_for(&e), &e.to_string());
-            return assoc.send_command(pc.id, rsp).await;
-        }
-    };
-    let rows = match execute(ctx.repo.connection(), &query, Some(ctx.query.max_matches)).await {
-        Ok(rows) => rows,
-        Err(e) => {
-            if matches!(e, QueryError::Db(_)) {
-                tracing::error!(error = %e, "C-FIND failed");
+        let Some(bytes) = assoc.read_data_set(pc.id, MAX_IDENTIFIER).await? else {
+            break 'failed fail(status::OUT_OF_RESOURCES, "identifier too large");
+        };
+        let Some(rules) = rules(assoc, pc, ctx) else {
+            break 'failed fail(
+                status::SOP_CLASS_NOT_SUPPORTED,
+                "not a Query/Retrieve FIND class",
+            );
+        };
+        let ident = match decode_identifier(pc, &bytes) {
+            Ok(i) => i,
+            Err(e) => {
+                break 'failed fail(
+                    status::UNABLE_TO_PROCESS,
+                    &format!("identifier unreadable: {e}"),
+                )
             }
-            let rsp = fail(status_for(&e), &e.to_string());
-            return assoc.send_command(pc.id, rsp).await;
+        };
+        let query = match parse_identifier(&ident, rules) {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::info!(calling_ae = %assoc.negotiated.calling_ae, code = e.code(), "C-FIND refused: {e}");
+                break 'failed fail(status_for(&e), &e.to_string());
+            }
+        };
+        noted.level = Some(query.level.as_str());
+        let rows = match execute(ctx.repo.connection(), &query, Some(ctx.query.max_matches)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                if matches!(e, QueryError::Db(_)) {
+                    tracing::error!(error = %e, "C-FIND failed");
+                }
+                break 'failed fail(status_for(&e), &e.to_string());
+            }
+        };
+        noted.matches = Some(rows.len());
+        tracing::debug!(calling_ae = %assoc.negotiated.calling_ae, level = query.level.as_str(), matches = rows.len(), "C-FIND");
+        let pending = if query.unsupported_matching {
+            status::PENDING_WARNING
+        } else {
+            status::PENDING
+        };
+        for row in &rows {
+            if assoc.cancel_requested(cmd.message_id).await? {
+                break 'failed (status::CANCEL, respond(status::CANCEL, None));
+            }
+            let ident = render(&query, row, &ctx.config.ae_title);
+            let rsp = CommandBuilder::response_to(field::C_FIND_RSP, cmd.message_id)
+                .uid(tags::AFFECTED_SOP_CLASS_UID, &pc.abstract_syntax)
+                .us(tags::COMMAND_DATA_SET_TYPE, DATA_SET_PRESENT)
+                .us(tags::STATUS, pending)
+                .encode();
+            // Command and identifier in separate P-DATA-TFs: some SCUs (pynetdicom was
+            // seen to) lose an identifier that shares a PDU with its command.
+            assoc.send_command(pc.id, rsp).await?;
+            assoc
+                .conn
+                .send_data_set(pc.id, &encode_identifier(pc, &ident))
+                .await?;
         }
+        (status::SUCCESS, respond(status::SUCCESS, None))
     };
-    tracing::debug!(calling_ae = %assoc.negotiated.calling_ae, level = query.level.as_str(), matches = rows.len(), "C-FIND");
-    let pending = if query.unsupported_matching {
-        status::PENDING_WARNING
-    } else {
-        status::PENDING
-    };
-    for row in &rows {
-        if assoc.cancel_requested(cmd.message_id).await? {
-            return assoc
-                .send_command(pc.id, respond(status::CANCEL, None))
-                .await;
-        }
-        let ident = render(&query, row, &ctx.config.ae_title);
-        let rsp = CommandBuilder::response_to(field::C_FIND_RSP, cmd.message_id)
-            .uid(tags::AFFECTED_SOP_CLASS_UID, &pc.abstract_syntax)
-            .us(tags::COMMAND_DATA_SET_TYPE, DATA_SET_PRESENT)
-            .us(tags::STATUS, pending)
-            .encode();
-        // Command and identifier in separate P-DATA-TFs: some SCUs (pynetdicom was
-        // seen to) lose an identifier that shares a PDU with its command.
-        assoc.send_command(pc.id, rsp).await?;
-        assoc
-            .conn
-            .send_data_set(pc.id, &encode_identifier(pc, &ident))
-            .await?;
-    }
-    assoc
-        .send_command(pc.id, respond(status::SUCCESS, None))
-        .await
+    assoc.send_command(pc.id, rsp).await?;
+    Ok(st)
 }

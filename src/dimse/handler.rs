@@ -1,15 +1,18 @@
-//! One association, from A-ASSOCIATE-RQ to release or abort: negotiation, then a loop
-//! that reads DIMSE messages and dispatches each to its service (`echo`, `store`).
+//! One association, from A-ASSOCIATE-RQ to release or abort: admission (`access`),
+//! negotiation, then a loop that reads DIMSE messages and dispatches each to its
+//! service, refusing (0x0124) any the peer may not use.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource, PDataValue, PDataValueType, Pdu};
 
-use super::association::{negotiate, Negotiated};
+use super::access::{Grant, PeerAddr};
+use super::association::{negotiate_for, Negotiated};
 use super::command::{field, Command, CommandBuilder};
 use super::connection::{Connection, ConnectionError};
-use super::{cget, cmove, commit, echo, find, status, store, DimseContext};
+use super::{audit, cget, cmove, commit, echo, find, status, store, DimseContext};
+use crate::audit::Outcome;
 
 /// What the peer sent next.
 pub enum Incoming {
@@ -33,6 +36,8 @@ pub enum AssociationError {
 pub struct Association {
     pub conn: Connection,
     pub negotiated: Negotiated,
+    /// Who the peer is and what it may do.
+    pub grant: Grant,
     pending: VecDeque<PDataValue>,
 }
 
@@ -177,8 +182,9 @@ async fn send_abort(conn: &mut Connection, reason: AbortRQServiceProviderReason)
     conn.shutdown().await;
 }
 
-/// Run one association on an accepted connection.
-pub async fn run(mut conn: Connection, ctx: Arc<DimseContext>, peer: std::net::SocketAddr) {
+/// Run one association on an accepted connection (plain TCP or TLS).
+pub async fn run(mut conn: Connection, ctx: Arc<DimseContext>, from: PeerAddr) {
+    let peer = from.addr;
     // A-ASSOCIATE-RQ must come first, within the association timeout.
     let first = tokio::time::timeout(ctx.association_timeout(), conn.read_pdu()).await;
     let rq = match first {
@@ -212,28 +218,58 @@ pub async fn run(mut conn: Connection, ctx: Arc<DimseContext>, peer: std::net::S
             return;
         }
     };
-    let (ac, negotiated) = match negotiate(&rq, &ctx.config) {
+    let calling = rq
+        .calling_ae_title
+        .trim_matches(|c: char| c == '\0' || c == ' ')
+        .to_string();
+    let admitted = ctx.access.admit(&calling, &from).await;
+    let negotiation = match &admitted {
+        Ok(grant) => negotiate_for(&rq, &ctx.config, grant).map_err(|rj| (rj, None)),
+        Err(denial) => Err((denial.rejection(), Some(denial))),
+    };
+    let (ac, negotiated) = match negotiation {
         Ok(ok) => ok,
-        Err(rj) => {
-            tracing::info!(%peer, calling_ae = rq.calling_ae_title.trim(), source = ?rj.source, "association rejected");
+        Err((rj, denial)) => {
+            tracing::info!(%peer, calling_ae = %calling, source = ?rj.source, reason = denial.map(|d| d.code()), "association rejected");
             ctx.metrics
                 .associations_rejected
-                .with_label_values(&["rejected"])
+                .with_label_values(&[if denial.is_some() {
+                    "denied"
+                } else {
+                    "rejected"
+                }])
                 .inc();
+            let (outcome, reason) = match denial {
+                Some(d) => (Outcome::Denied, d.to_string()),
+                None => (Outcome::Failure, format!("{:?}", rj.source)),
+            };
+            audit::association_rejected(
+                &ctx,
+                Some(&calling),
+                peer.ip().to_canonical(),
+                outcome,
+                &reason,
+            )
+            .await;
             let _ = conn.write_pdu(&Pdu::AssociationRJ(rj)).await;
             conn.shutdown().await;
             return;
         }
     };
+    let Ok(grant) = admitted else { return };
+    if !negotiated.refused_services.is_empty() {
+        audit::services_refused(&ctx, &grant, &negotiated.refused_services).await;
+    }
     conn.peer_max_pdu_length = negotiated.peer_max_pdu_length;
     if conn.write_pdu(&Pdu::AssociationAC(ac)).await.is_err() {
         return;
     }
-    tracing::info!(%peer, calling_ae = %negotiated.calling_ae, contexts = negotiated.contexts.len(), "association accepted");
+    tracing::info!(%peer, calling_ae = %negotiated.calling_ae, contexts = negotiated.contexts.len(), tls = grant.tls, "association accepted");
     ctx.metrics.associations_open.inc();
     let mut assoc = Association {
         conn,
         negotiated,
+        grant,
         pending: VecDeque::new(),
     };
     let result = serve(&mut assoc, &ctx).await;
@@ -255,6 +291,43 @@ pub async fn run(mut conn: Connection, ctx: Arc<DimseContext>, peer: std::net::S
             send_abort(&mut assoc.conn, reason).await;
         }
     }
+}
+
+/// Answer a request for a service the peer may not use: 0x0124 with an ErrorComment,
+/// audited as denied.
+async fn refuse_unauthorized(
+    assoc: &mut Association,
+    ctx: &DimseContext,
+    cmd: &Command,
+    pc: &super::association::AcceptedContext,
+    service: &str,
+) -> Result<(), AssociationError> {
+    if cmd.has_data_set {
+        assoc.drain_data().await?;
+    }
+    tracing::info!(calling_ae = %assoc.grant.calling_ae, service, "DIMSE request refused: service not allowed");
+    ctx.count_failure(status::NOT_AUTHORIZED);
+    let mut ev = audit::with_status(&assoc.grant, service, status::NOT_AUTHORIZED)
+        .detail("refused: service not allowed for this peer");
+    if cmd.field == field::C_STORE_RQ {
+        ev = ev.instance(
+            cmd.string(dicom_dictionary_std::tags::AFFECTED_SOP_INSTANCE_UID)
+                .as_deref(),
+        );
+    }
+    ctx.audit.record(ev).await;
+    let mut b = CommandBuilder::response_to(cmd.field | field::RESPONSE_BIT, cmd.message_id).uid(
+        dicom_dictionary_std::tags::AFFECTED_SOP_CLASS_UID,
+        &pc.abstract_syntax,
+    );
+    if let Some(uid) = cmd.string(dicom_dictionary_std::tags::AFFECTED_SOP_INSTANCE_UID) {
+        b = b.uid(dicom_dictionary_std::tags::AFFECTED_SOP_INSTANCE_UID, &uid);
+    }
+    let rsp = b
+        .us(dicom_dictionary_std::tags::STATUS, status::NOT_AUTHORIZED)
+        .error_comment("Refused: not authorized for this service")
+        .encode();
+    assoc.send_command(pc.id, rsp).await
 }
 
 /// The message loop of an established association.
@@ -318,6 +391,10 @@ async fn serve(assoc: &mut Association, ctx: &DimseContext) -> Result<(), Associ
                 .error_comment("operation not supported on this presentation context")
                 .encode();
             assoc.send_command(pc.id, rsp).await?;
+            continue;
+        }
+        if let Some(service) = wanted.filter(|s| !assoc.grant.allows(s)) {
+            refuse_unauthorized(assoc, ctx, &cmd, &pc, service).await?;
             continue;
         }
         match cmd.field {

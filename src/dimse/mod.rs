@@ -4,9 +4,13 @@
 //! (per-association message loop), one file per service (`echo`, `store`, `find`,
 //! `cmove`, `cget`, `commit`, with `retrieve` + `suboperations` + `client` (and the shared
 //! `crate::transcode`) under
-//! the last two), and `server` (the listener: association cap, TCP_NODELAY, drain).
+//! the last two), and `server` (the listeners, plain and `tls`: association cap,
+//! TCP_NODELAY, drain). `access` decides who may associate and use which service;
+//! `audit` records every access in the audit trail.
 
+pub mod access;
 pub mod association;
+pub mod audit;
 pub mod cget;
 pub mod client;
 pub mod cmove;
@@ -22,6 +26,7 @@ pub mod sop;
 pub mod status;
 pub mod store;
 pub mod suboperations;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +49,10 @@ pub struct DimseContext {
     pub metrics: Arc<Metrics>,
     /// Storage Commitment marks the committed studies complete for the AI pipeline.
     pub ai_trigger: crate::ai::worker::AiTrigger,
+    /// Who may associate and use which service (built from `config` and the node mode).
+    pub access: access::AccessPolicy,
+    /// The audit trail writer.
+    pub audit: crate::audit::Audit,
 }
 
 impl DimseContext {

@@ -1,7 +1,8 @@
 //! What C-MOVE and C-GET share (PS3.4 C.4.2, C.4.3): resolving the identifier to
 //! instances through the query model, sub-operation counts, pending and final
 //! responses, and the final status (0000, B000, A702, FE00) with the Failed SOP
-//! Instance UID List.
+//! Instance UID List. Every request is audited once, at its final response (study
+//! UIDs of the identifier, sub-operation counts).
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
@@ -12,7 +13,7 @@ use super::command::{Command, CommandBuilder, DATA_SET_PRESENT};
 use super::find::{decode_identifier, encode_identifier, rules, status_for};
 use super::handler::{Association, AssociationError};
 use super::suboperations::SubOpOutcome;
-use super::{status, DimseContext};
+use super::{audit, status, DimseContext};
 use crate::db::repo::StoredInstance;
 use crate::query::dimse::parse_identifier;
 use crate::query::instances;
@@ -28,6 +29,8 @@ pub struct Counts {
     pub failed: u16,
     pub warning: u16,
     pub failed_uids: Vec<String>,
+    /// Study Instance UIDs named by the identifier (for the audit trail).
+    pub studies: Vec<String>,
 }
 
 impl Counts {
@@ -108,6 +111,44 @@ pub fn response(
     b.encode()
 }
 
+/// Audit one retrieve request at its final status.
+async fn record(
+    grant: &super::access::Grant,
+    rsp_field: u16,
+    cmd: &Command,
+    st: u16,
+    counts: &Counts,
+    ctx: &DimseContext,
+    comment: Option<&str>,
+) {
+    let action = if rsp_field == super::command::field::C_MOVE_RSP {
+        "move"
+    } else {
+        "get"
+    };
+    let mut detail = String::new();
+    if action == "move" {
+        detail.push_str(&format!(
+            "destination={} ",
+            cmd.string(tags::MOVE_DESTINATION).unwrap_or_default()
+        ));
+    }
+    detail.push_str(&format!(
+        "completed={} failed={} warning={}",
+        counts.completed, counts.failed, counts.warning
+    ));
+    if counts.studies.len() > 1 {
+        detail.push_str(&format!(" studies={}", counts.studies.join(",")));
+    }
+    if let Some(c) = comment {
+        detail.push_str(&format!(" reason={c}"));
+    }
+    let ev = audit::with_status(grant, action, st)
+        .study(counts.studies.first().map(String::as_str))
+        .detail(detail);
+    ctx.audit.record(ev).await;
+}
+
 /// Send the final response (with the Failed SOP Instance UID List when needed).
 pub async fn send_final(
     assoc: &mut Association,
@@ -121,6 +162,7 @@ pub async fn send_final(
     if st != status::SUCCESS {
         ctx.count_failure(st);
     }
+    record(&assoc.grant, rsp_field, cmd, st, counts, ctx, None).await;
     let with_data = !counts.failed_uids.is_empty();
     assoc
         .send_command(
@@ -151,6 +193,22 @@ pub async fn send_final(
     Ok(())
 }
 
+/// The instances a retrieve request names.
+pub struct Retrieval {
+    pub instances: Vec<StoredInstance>,
+    /// The identifier's Study Instance UID(s), if it has any.
+    pub studies: Vec<String>,
+}
+
+impl Retrieval {
+    /// Fresh counts for these instances (studies noted for the audit trail).
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::new(self.instances.len());
+        c.studies = self.studies.clone();
+        c
+    }
+}
+
 /// Read the identifier and resolve it to instances. `Err((status, comment))` is a
 /// failure to answer at once (the identifier has been read either way).
 pub async fn resolve(
@@ -158,7 +216,7 @@ pub async fn resolve(
     pc: &AcceptedContext,
     cmd: &Command,
     ctx: &DimseContext,
-) -> Result<Result<Vec<StoredInstance>, (u16, String)>, AssociationError> {
+) -> Result<Result<Retrieval, (u16, String)>, AssociationError> {
     if !cmd.has_data_set {
         return Ok(Err((
             status::IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
@@ -190,8 +248,18 @@ pub async fn resolve(
         Ok(q) => q,
         Err(e) => return Ok(Err((status_for(&e), e.to_string()))),
     };
+    let studies: Vec<String> = ident
+        .element_opt(tags::STUDY_INSTANCE_UID)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_multi_str().ok().map(|v| v.to_vec()))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| u.trim_matches(|c: char| c == '\0' || c == ' ').to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
     match instances(ctx.repo.connection(), &query, Some(u16::MAX as u64)).await {
-        Ok(list) => Ok(Ok(list)),
+        Ok(instances) => Ok(Ok(Retrieval { instances, studies })),
         Err(e) => {
             tracing::error!(error = %e, "retrieve could not resolve its identifier");
             Ok(Err((status::UNABLE_TO_CALCULATE_MATCHES, e.to_string())))
@@ -212,6 +280,16 @@ pub async fn refuse(
     ctx.count_failure(st);
     tracing::info!(calling_ae = %assoc.negotiated.calling_ae, status = format_args!("{st:04X}"), "retrieve refused: {comment}");
     let counts = Counts::default();
+    record(
+        &assoc.grant,
+        rsp_field,
+        cmd,
+        st,
+        &counts,
+        ctx,
+        Some(comment),
+    )
+    .await;
     assoc
         .send_command(
             pc.id,

@@ -22,6 +22,15 @@ pub fn information_model(uid: &str) -> Option<crate::query::dimse::InformationMo
     }
 }
 
+/// A short name of a Query/Retrieve information model (logs, audit details).
+pub fn model_name(uid: &str) -> &'static str {
+    match uid {
+        PATIENT_ROOT_FIND | PATIENT_ROOT_MOVE | PATIENT_ROOT_GET => "patient-root",
+        STUDY_ROOT_FIND | STUDY_ROOT_MOVE | STUDY_ROOT_GET => "study-root",
+        _ => "other",
+    }
+}
+
 /// Storage Commitment Push Model SOP Class and its well-known SOP instance.
 pub const STORAGE_COMMITMENT_PUSH: &str = "1.2.840.10008.1.20.1";
 pub const STORAGE_COMMITMENT_INSTANCE: &str = "1.2.840.10008.1.20.1.1";

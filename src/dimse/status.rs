@@ -36,6 +36,10 @@ pub const NO_SUCH_SOP_INSTANCE: u16 = 0x0112;
 /// Failure: missing attribute (PS3.7 C.4.13).
 pub const MISSING_ATTRIBUTE: u16 = 0x0120;
 
+/// Refused: not authorized (PS3.7 C.4, 0124H "Refused: Not Authorized"): the peer
+/// may not use this service (`[[dimse.peers]] services`).
+pub const NOT_AUTHORIZED: u16 = 0x0124;
+
 /// Failure: unrecognized operation (PS3.7 C.4.5).
 pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
 /// Failure: SOP class not supported (PS3.7 C.4.4).

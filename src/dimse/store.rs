@@ -1,14 +1,15 @@
 //! Storage service (C-STORE SCP, PS3.4 Annex B): the data set is streamed from the
 //! association into a spool file behind a Part 10 header naming the negotiated transfer
-//! syntax, then handed to the one ingest path; the response carries its outcome.
+//! syntax, then handed to the one ingest path (with the peer's centre); the response
+//! carries its outcome. Every C-STORE is audited (queued, never awaited on the DB).
 
 use dicom_dictionary_std::tags;
 
 use super::association::AcceptedContext;
 use super::command::{field, Command, CommandBuilder};
 use super::handler::{Association, AssociationError};
-use super::{status, DimseContext};
-use crate::ingest::{IngestContext, IngestError};
+use super::{audit, status, DimseContext};
+use crate::ingest::{IngestContext, IngestError, InstanceIdentity};
 
 /// Receive one C-STORE-RQ's data set, ingest it, answer C-STORE-RSP.
 pub async fn handle(
@@ -17,6 +18,29 @@ pub async fn handle(
     cmd: &Command,
     ctx: &DimseContext,
 ) -> Result<(), AssociationError> {
+    let (st, identity, rsp) = receive(assoc, pc, cmd, ctx).await?;
+    let sop_instance = cmd.string(tags::AFFECTED_SOP_INSTANCE_UID);
+    let ev = audit::with_status(&assoc.grant, "store", st);
+    let ev = match &identity {
+        Some(id) => ev
+            .study(Some(&id.study_instance_uid))
+            .series(Some(&id.series_instance_uid))
+            .instance(Some(&id.sop_instance_uid)),
+        None => ev.instance(sop_instance.as_deref()),
+    };
+    // Audited before answering: an SCU that drops the association meanwhile has still
+    // stored (or tried to store) the instance.
+    ctx.audit.record(ev).await;
+    assoc.send_command(pc.id, rsp).await
+}
+
+/// Receive and ingest: the status, the instance's UIDs when stored, and the response.
+async fn receive(
+    assoc: &mut Association,
+    pc: &AcceptedContext,
+    cmd: &Command,
+    ctx: &DimseContext,
+) -> Result<(u16, Option<InstanceIdentity>, Vec<u8>), AssociationError> {
     let sop_class = cmd.string(tags::AFFECTED_SOP_CLASS_UID).unwrap_or_default();
     let sop_instance = cmd
         .string(tags::AFFECTED_SOP_INSTANCE_UID)
@@ -34,15 +58,11 @@ pub async fn handle(
 
     if !cmd.has_data_set {
         ctx.count_failure(status::CANNOT_UNDERSTAND);
-        return assoc
-            .send_command(
-                pc.id,
-                respond(
-                    status::CANNOT_UNDERSTAND,
-                    Some("C-STORE-RQ without a data set"),
-                ),
-            )
-            .await;
+        let rsp = respond(
+            status::CANNOT_UNDERSTAND,
+            Some("C-STORE-RQ without a data set"),
+        );
+        return Ok((status::CANNOT_UNDERSTAND, None, rsp));
     }
     // The request must name the context's SOP class and a syntactically valid instance.
     let early_error = if sop_class != pc.abstract_syntax {
@@ -61,7 +81,7 @@ pub async fn handle(
     if let Some((st, comment)) = early_error {
         assoc.drain_data().await?;
         ctx.count_failure(st);
-        return assoc.send_command(pc.id, respond(st, Some(comment))).await;
+        return Ok((st, None, respond(st, Some(comment))));
     }
 
     // Stream the data set into the spool.
@@ -72,12 +92,8 @@ pub async fn handle(
             tracing::error!(error = %e, "cannot create spool file");
             assoc.drain_data().await?;
             ctx.count_failure(status::OUT_OF_RESOURCES);
-            return assoc
-                .send_command(
-                    pc.id,
-                    respond(status::OUT_OF_RESOURCES, Some("spool unavailable")),
-                )
-                .await;
+            let rsp = respond(status::OUT_OF_RESOURCES, Some("spool unavailable"));
+            return Ok((status::OUT_OF_RESOURCES, None, rsp));
         }
     };
     let mut failure: Option<IngestError> = writer
@@ -122,20 +138,22 @@ pub async fn handle(
                     expected_sop_class_uid: Some(sop_class.clone()),
                     expected_sop_instance_uid: Some(sop_instance.clone()),
                     expected_study_instance_uid: None,
-                    centre_id: None,
+                    centre_id: assoc.grant.centre_id,
                 };
                 // Run to completion even if this association is torn down meanwhile.
                 let ingestor = ctx.ingestor.clone();
-                match tokio::spawn(async move { ingestor.ingest(file, ictx).await }).await {
-                    Ok(r) => r.map(|_| ()),
+                match tokio::spawn(async move { ingestor.ingest_identified(file, ictx).await })
+                    .await
+                {
+                    Ok(r) => r.map(|(_, id)| id),
                     Err(e) => Err(IngestError::Io(e.to_string())),
                 }
             }
             Err(e) => Err(IngestError::Io(e.to_string())),
         },
     };
-    let rsp = match outcome {
-        Ok(()) => respond(status::SUCCESS, None),
+    let (st, identity, rsp) = match outcome {
+        Ok(id) => (status::SUCCESS, Some(id), respond(status::SUCCESS, None)),
         Err(e) => {
             let st = status::for_ingest_error(&e);
             if e.is_rejection() {
@@ -144,8 +162,8 @@ pub async fn handle(
                 tracing::error!(calling_ae = %assoc.negotiated.calling_ae, code = e.code(), status = format_args!("{st:04X}"), "C-STORE failed: {e}");
             }
             ctx.count_failure(st);
-            respond(st, Some(&e.to_string()))
+            (st, None, respond(st, Some(&e.to_string())))
         }
     };
-    assoc.send_command(pc.id, rsp).await
+    Ok((st, identity, rsp))
 }

@@ -531,3 +531,38 @@ fn assert_same_items(
         }
     }
 }
+
+/// Run an external DICOM tool (dcmtk, with `TCP_NODELAY=1`); whether it exited 0,
+/// and its stdout + stderr.
+pub async fn run_tool(tool: &Path, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(tool)
+        .args(args)
+        .env("TCP_NODELAY", "1")
+        .output()
+        .await
+        .expect("run tool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The audit rows of one actor (AE title or user), after flushing the writer.
+pub async fn audit_rows(
+    state: &glia::app::AppState,
+    actor: &str,
+) -> Vec<glia::db::audit::AuditRow> {
+    state.audit.flush().await;
+    glia::db::audit::list(
+        state.repo.connection(),
+        &glia::db::audit::AuditFilter {
+            actor: Some(actor.to_string()),
+            limit: 10_000,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("audit rows")
+}
