@@ -164,7 +164,8 @@ async fn admin_crud(env: TestEnv) {
     )
     .await;
     assert_eq!(in_a.json().as_array().unwrap().len(), 1);
-    let page = api(addr, "GET", "/api/users?skip=1&limit=1", t, None).await;
+    // Users by id: the harness's test-admin, root, tech1, ...
+    let page = api(addr, "GET", "/api/users?skip=2&limit=1", t, None).await;
     assert_eq!(page.json().as_array().unwrap().len(), 1);
     assert_eq!(page.json()[0]["username"], "tech1");
 

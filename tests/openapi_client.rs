@@ -89,7 +89,8 @@ async fn generated_python_client() {
         "refresh_reused 401 invalid_refresh_token",
         "me 200 admin admin",
         "create_centre 200 Generated Client Centre",
-        "users 200 2",
+        // admin, the technician and the harness's test-admin.
+        "users 200 3",
         "centres 200 1",
         "anonymous_users 401 Bearer realm=\"glia\"",
         "technician_users 403 forbidden",

@@ -78,7 +78,6 @@ pub const RULES: &[Rule] = &[
     rule("POST", "/api/auth/logout", Allow::Public, false, None),
     rule("*", "/api/auth/*", Allow::AnyUser, false, None),
     // Administration (handlers narrow centre managers to their own centre).
-    rule("GET", "/api/centres*", Allow::AnyUser, false, None),
     rule("*", "/api/centres*", Allow::Roles(ADMIN), false, None),
     rule("*", "/api/users*", Allow::Roles(STAFF_ADMIN), false, None),
     rule("GET", "/api/audit*", Allow::Roles(ADMIN), false, None),

@@ -262,7 +262,7 @@ impl<E: Endpoint> Endpoint for AuthzEndpoint<E> {
                 }
                 return Ok(refusal(
                     StatusCode::FORBIDDEN,
-                    "role_forbidden",
+                    "forbidden",
                     "your role may not use this route",
                 ));
             }
