@@ -24,7 +24,10 @@ async fn sessions(env: TestEnv) {
     assert_eq!(ok.status, 200, "{}", ok.text());
     let t = ok.json();
     assert_eq!(t["token_type"], "bearer");
-    assert_eq!(t["expires_in"], node.state.config.auth.access_token_ttl_secs);
+    assert_eq!(
+        t["expires_in"],
+        node.state.config.auth.access_token_ttl_secs
+    );
     let access = t["access_token"].as_str().unwrap().to_string();
     let refresh1 = t["refresh_token"].as_str().unwrap().to_string();
     assert_eq!(access.split('.').count(), 3, "a JWT");
@@ -480,7 +483,6 @@ async fn unknown_user_timing_matches_wrong_password() {
     );
     node.stop().await;
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_principal_carries_links_and_grants() {

@@ -37,7 +37,10 @@ async fn dicomweb_client_sees_only_its_scope() {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if !common::require("python3 with dicomweb-client (pip install dicomweb-client)", have) {
+    if !common::require(
+        "python3 with dicomweb-client (pip install dicomweb-client)",
+        have,
+    ) {
         return;
     }
     let Some(env) = TestEnv::new(Backend::Sqlite).await else {
@@ -51,8 +54,14 @@ async fn dicomweb_client_sees_only_its_scope() {
     let tech = seen_by(&url, w.token("tech-a"), &[a, b]).await;
     assert_eq!(tech["qido"], serde_json::json!([a]), "{tech}");
     for what in ["retrieve", "metadata"] {
-        assert_eq!(tech["studies"][a][what], 200, "{what} of own centre's study: {tech}");
-        assert_eq!(tech["studies"][b][what], 404, "{what} of centre B's study: {tech}");
+        assert_eq!(
+            tech["studies"][a][what], 200,
+            "{what} of own centre's study: {tech}"
+        );
+        assert_eq!(
+            tech["studies"][b][what], 404,
+            "{what} of centre B's study: {tech}"
+        );
     }
     assert_eq!(tech["studies"][b]["series"], 404, "{tech}");
 
@@ -84,6 +93,9 @@ async fn dicomweb_client_sees_only_its_scope() {
         .iter()
         .filter(|r| r.study_uid.as_deref() == Some(b) && r.status == Some(404))
         .count();
-    assert_eq!(hidden, 3, "tech-a's three requests for study B, answered 404");
+    assert_eq!(
+        hidden, 3,
+        "tech-a's three requests for study B, answered 404"
+    );
     node.stop().await;
 }

@@ -82,8 +82,10 @@ fn refused(r: &HttpResponse) -> bool {
         .unwrap_or_default();
     matches!(
         (r.status, code.as_str()),
-        (401, "missing_token" | "invalid_token" | "expired_token" | "inactive_user")
-            | (403, "forbidden")
+        (
+            401,
+            "missing_token" | "invalid_token" | "expired_token" | "inactive_user"
+        ) | (403, "forbidden")
     )
 }
 
@@ -104,7 +106,11 @@ async fn every_route_every_role() {
         }
     }
     assert!(routes.len() >= 20, "the spec lists the API: {routes:?}");
-    routes.extend(WEB_ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())));
+    routes.extend(
+        WEB_ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string())),
+    );
 
     let mut checked = 0;
     let mut failures = Vec::new();
@@ -138,12 +144,20 @@ async fn every_route_every_role() {
                     "{method} {template} as {}: {} {}",
                     actor.name,
                     r.status,
-                    String::from_utf8_lossy(&r.body).chars().take(120).collect::<String>()
+                    String::from_utf8_lossy(&r.body)
+                        .chars()
+                        .take(120)
+                        .collect::<String>()
                 ));
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {checked}:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(checked > 200, "{checked}");
 
     // Bad credentials on a protected route: expired, tampered, deactivated, garbage.
@@ -173,7 +187,10 @@ async fn every_route_every_role() {
         for path in ["/api/auth/me", "/dicom-web/studies", "/api/users"] {
             let r = call(w.addr, "GET", path, token).await;
             assert_eq!(r.status, 401, "{what} token on {path}: {}", r.text());
-            assert!(r.header("www-authenticate").is_some(), "{what}: WWW-Authenticate");
+            assert!(
+                r.header("www-authenticate").is_some(),
+                "{what}: WWW-Authenticate"
+            );
         }
     }
     // A deactivated user's access token stops working at once.
@@ -182,10 +199,19 @@ async fn every_route_every_role() {
     assert_eq!(call(w.addr, "GET", "/api/auth/me", &vt).await.status, 200);
     let me = call(w.addr, "GET", "/api/auth/me", &vt).await.json();
     let id = me["id"].as_i64().expect("me has an id");
-    let r = call(w.addr, "POST", &format!("/api/users/{id}/deactivate"), w.token("admin")).await;
+    let r = call(
+        w.addr,
+        "POST",
+        &format!("/api/users/{id}/deactivate"),
+        w.token("admin"),
+    )
+    .await;
     assert!(r.status < 300, "deactivate: {}", r.text());
     assert_eq!(call(w.addr, "GET", "/api/auth/me", &vt).await.status, 401);
-    assert_eq!(call(w.addr, "GET", "/dicom-web/studies", &vt).await.status, 401);
+    assert_eq!(
+        call(w.addr, "GET", "/dicom-web/studies", &vt).await.status,
+        401
+    );
     // A revoked refresh token cannot be used.
     let s = login(w.addr, "tech-a", "tech-a-password").await;
     let refresh = s["refresh_token"].as_str().unwrap();
@@ -212,7 +238,15 @@ async fn every_route_every_role() {
     .await
     .unwrap();
     let web_actions = [
-        "qido", "wado", "metadata", "frames", "rendered", "thumbnail", "bulkdata", "stow", "ai",
+        "qido",
+        "wado",
+        "metadata",
+        "frames",
+        "rendered",
+        "thumbnail",
+        "bulkdata",
+        "stow",
+        "ai",
     ];
     let web_rows = rows
         .iter()
@@ -220,7 +254,11 @@ async fn every_route_every_role() {
         .count();
     // The matrix's audited requests, the 2 setup STOWs, the 3 bad tokens' and the
     // deactivated user's refused QIDO.
-    assert_eq!(web_rows, audited_requests + 2 + 3 + 1, "audit rows of web accesses");
+    assert_eq!(
+        web_rows,
+        audited_requests + 2 + 3 + 1,
+        "audit rows of web accesses"
+    );
     let denied = rows.iter().filter(|r| r.outcome == "denied").count();
     assert!(denied > 10, "denied accesses are audited: {denied}");
     node.stop().await;
@@ -266,7 +304,11 @@ async fn study_scopes_filter_search_and_hide_retrieves() {
         assert_eq!(got, sorted(want.clone()), "QIDO studies as {who}");
         // Instance-level search is filtered too.
         let r = call(w.addr, "GET", "/dicom-web/instances", w.token(who)).await;
-        let n = if r.status == 204 { 0 } else { r.json().as_array().unwrap().len() };
+        let n = if r.status == 204 {
+            0
+        } else {
+            r.json().as_array().unwrap().len()
+        };
         assert_eq!(n, want.len(), "QIDO instances as {who}");
     }
     // Centre B's study does not exist for centre A's technician, on every retrieve.
@@ -289,9 +331,21 @@ async fn study_scopes_filter_search_and_hide_retrieves() {
     }
     // The patient gets their own study, not the other one.
     let (ast, ..) = &w.a;
-    let r = call(w.addr, "GET", &format!("/dicom-web/studies/{ast}/metadata"), w.token("patient-a")).await;
+    let r = call(
+        w.addr,
+        "GET",
+        &format!("/dicom-web/studies/{ast}/metadata"),
+        w.token("patient-a"),
+    )
+    .await;
     assert_eq!(r.status, 200);
-    let r = call(w.addr, "GET", &format!("/dicom-web/studies/{st}/metadata"), w.token("patient-a")).await;
+    let r = call(
+        w.addr,
+        "GET",
+        &format!("/dicom-web/studies/{st}/metadata"),
+        w.token("patient-a"),
+    )
+    .await;
     assert_eq!(r.status, 404);
     // STOW-RS needs technician or above.
     for who in ["patient-a", "referrer"] {

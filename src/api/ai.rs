@@ -53,6 +53,7 @@ impl From<JobStateDto> for JobState {
 
 /// An AI job.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobDto {
     pub id: i64,
     /// StudyInstanceUID.
@@ -102,6 +103,7 @@ impl From<Job> for JobDto {
 
 /// One AI result of a study.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AiResultDto {
     pub id: i64,
     pub study_uid: String,
@@ -129,6 +131,7 @@ pub struct AiResultDto {
 
 /// The preliminary report.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ReportDto {
     /// Always true for pipeline reports.
     pub ai_generated: bool,
@@ -172,6 +175,7 @@ impl From<AiResultRow> for AiResultDto {
 
 /// A rerun request.
 #[derive(Debug, Object, Default)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RunRequest {
     /// Choose the four input series instead of automatic selection.
     pub series: Option<SeriesChoice>,
@@ -179,6 +183,7 @@ pub struct RunRequest {
 
 /// Four Series Instance UIDs.
 #[derive(Debug, Object, Clone)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SeriesChoice {
     pub t1: String,
     pub t1ce: String,
@@ -188,6 +193,7 @@ pub struct SeriesChoice {
 
 /// Verification of a preliminary report.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct VerifyRequest {
     /// The report text as verified (default: unchanged).
     pub text: Option<String>,
@@ -195,6 +201,7 @@ pub struct VerifyRequest {
 
 /// An error body (`code` is stable and machine-readable).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AiError {
     pub code: String,
     pub message: String,
@@ -346,7 +353,8 @@ impl AiApi {
     /// List AI jobs, newest first.
     #[oai(path = "/jobs", method = "get")]
     async fn list_jobs(
-        &self, _auth: crate::api::security::BearerAuth,
+        &self,
+        _auth: crate::api::security::BearerAuth,
         /// Only jobs in this state.
         state: Query<Option<JobStateDto>>,
         /// Only jobs of this study.
@@ -383,7 +391,11 @@ impl AiApi {
 
     /// A study's AI results, newest first (the current one and superseded ones).
     #[oai(path = "/studies/:study_uid/results", method = "get")]
-    async fn results(&self, _auth: crate::api::security::BearerAuth, study_uid: Path<String>) -> ResultsResponse {
+    async fn results(
+        &self,
+        _auth: crate::api::security::BearerAuth,
+        study_uid: Path<String>,
+    ) -> ResultsResponse {
         let conn = self.state.repo.connection();
         match db::ai::study_stamp(conn, &study_uid.0).await {
             Ok(Some(_)) => {}
@@ -399,7 +411,12 @@ impl AiApi {
     /// Queue a (re)run of the pipeline on a study, optionally with the four series
     /// chosen by hand. The new result supersedes the current one.
     #[oai(path = "/studies/:study_uid/run", method = "post")]
-    async fn run(&self, _auth: crate::api::security::BearerAuth, study_uid: Path<String>, body: Json<Option<RunRequest>>) -> RunResponse {
+    async fn run(
+        &self,
+        _auth: crate::api::security::BearerAuth,
+        study_uid: Path<String>,
+        body: Json<Option<RunRequest>>,
+    ) -> RunResponse {
         let series = body.0.and_then(|b| b.series);
         match self.queue(&study_uid.0, series).await {
             Ok(Ok(job)) => RunResponse::Queued(Json(job.into())),
@@ -412,7 +429,8 @@ impl AiApi {
     /// default 300). An already active job for the study is waited for instead.
     #[oai(path = "/studies/:study_uid/run-sync", method = "post")]
     async fn run_sync(
-        &self, _auth: crate::api::security::BearerAuth,
+        &self,
+        _auth: crate::api::security::BearerAuth,
         study_uid: Path<String>,
         timeout_secs: Query<Option<u64>>,
         body: Json<Option<RunRequest>>,
@@ -458,7 +476,8 @@ impl AiApi {
     /// Verify a preliminary report (radiologists); optionally with an edited text.
     #[oai(path = "/results/:id/verify", method = "post")]
     async fn verify(
-        &self, _auth: crate::api::security::BearerAuth,
+        &self,
+        _auth: crate::api::security::BearerAuth,
         req: &Request,
         id: Path<i64>,
         body: Json<VerifyRequest>,

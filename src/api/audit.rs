@@ -20,6 +20,7 @@ const EXPORT_CHUNK: u64 = 5000;
 
 /// One recorded access.
 #[derive(Debug, Object, serde::Serialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditEventDto {
     pub id: i64,
     /// RFC 3339.
@@ -82,12 +83,17 @@ pub struct AuditApi {
     pub state: AppState,
 }
 
-fn parse_time(name: &str, v: Option<String>) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+fn parse_time(
+    name: &str,
+    v: Option<String>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
     v.filter(|s| !s.is_empty())
         .map(|s| {
             chrono::DateTime::parse_from_rfc3339(&s)
                 .map(|t| t.with_timezone(&chrono::Utc))
-                .map_err(|_| ApiError::bad_request("bad_parameter", format!("{name}: not an RFC 3339 time")))
+                .map_err(|_| {
+                    ApiError::bad_request("bad_parameter", format!("{name}: not an RFC 3339 time"))
+                })
         })
         .transpose()
 }

@@ -279,13 +279,26 @@ impl AuthApi {
     /// (`/wado?...&token=`) and the viewer (`/viewer?token=`, kept in an HttpOnly
     /// cookie). It carries the caller's identity only: the same role and study scope
     /// apply. Lifetime `[auth] link_token_ttl_secs`.
-    #[oai(path = "/link-token", method = "post", operation_id = "auth_link_token")]
-    async fn link_token(&self, req: &Request, auth: BearerAuth) -> Result<Json<LinkTokenDto>, ApiError> {
+    #[oai(
+        path = "/link-token",
+        method = "post",
+        operation_id = "auth_link_token"
+    )]
+    async fn link_token(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+    ) -> Result<Json<LinkTokenDto>, ApiError> {
         self.rate(req)?;
         let cfg = &self.state.config.auth;
-        let token = crate::auth::link::issue(&cfg.jwt_secret, auth.0.user_id, cfg.link_token_ttl_secs);
+        let token =
+            crate::auth::link::issue(&cfg.jwt_secret, auth.0.user_id, cfg.link_token_ttl_secs);
         Ok(Json(LinkTokenDto {
-            viewer_path: format!("{}?{}={token}", crate::http::viewer::MOUNT, crate::auth::link::PARAM),
+            viewer_path: format!(
+                "{}?{}={token}",
+                crate::http::viewer::MOUNT,
+                crate::auth::link::PARAM
+            ),
             token,
             expires_in: cfg.link_token_ttl_secs,
         }))

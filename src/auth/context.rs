@@ -35,7 +35,9 @@ pub async fn run_as<F: std::future::Future>(caller: Caller, fut: F) -> F::Output
 
 /// The current caller (nobody outside a request).
 pub fn caller() -> Caller {
-    CALLER.try_with(Caller::clone).unwrap_or_else(|_| Caller::nobody())
+    CALLER
+        .try_with(Caller::clone)
+        .unwrap_or_else(|_| Caller::nobody())
 }
 
 /// The studies the current caller may see.

@@ -91,7 +91,13 @@ pub const RULES: &[Rule] = &[
         false,
         Some("stow"),
     ),
-    rule("GET", "/dicom-web/*", Allow::AnyUser, true, Some("dicomweb")),
+    rule(
+        "GET",
+        "/dicom-web/*",
+        Allow::AnyUser,
+        true,
+        Some("dicomweb"),
+    ),
     rule("GET", "/wado", Allow::AnyUser, true, Some("wado")),
 ];
 
@@ -101,7 +107,10 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
         return if prefix.ends_with('/') {
             path.len() > prefix.len() && path.starts_with(prefix)
         } else {
-            path == prefix || path.strip_prefix(prefix).is_some_and(|r| r.starts_with('/'))
+            path == prefix
+                || path
+                    .strip_prefix(prefix)
+                    .is_some_and(|r| r.starts_with('/'))
         };
     }
     let mut p = pattern.split('/');
@@ -184,7 +193,10 @@ mod tests {
         assert!(path_matches("/api/users*", "/api/users/3/deactivate"));
         assert!(!path_matches("/api/users*", "/api/usersx"));
         assert!(path_matches("/dicom-web/studies*", "/dicom-web/studies"));
-        assert!(path_matches("/dicom-web/studies*", "/dicom-web/studies/1.2"));
+        assert!(path_matches(
+            "/dicom-web/studies*",
+            "/dicom-web/studies/1.2"
+        ));
         assert!(path_matches("/wado", "/wado"));
         assert!(!path_matches("/wado", "/wado/x"));
         assert!(path_matches("/a/:id/b", "/a/7/b"));

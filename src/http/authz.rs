@@ -103,7 +103,11 @@ fn addressed(req: &Request) -> [Option<String>; 3] {
         let params: Vec<(String, String)> = req
             .uri()
             .query()
-            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
             .unwrap_or_default();
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         return [get("studyUID"), get("seriesUID"), get("objectUID")];
@@ -210,11 +214,7 @@ impl<E: Endpoint> Endpoint for AuthzEndpoint<E> {
                                 let ev = event(None, StatusCode::UNAUTHORIZED, Some("bad token"));
                                 state.audit.record(ev).await;
                             }
-                            return Ok(refusal(
-                                StatusCode::UNAUTHORIZED,
-                                e.code(),
-                                &e.to_string(),
-                            ));
+                            return Ok(refusal(StatusCode::UNAUTHORIZED, e.code(), &e.to_string()));
                         }
                     }
                 },
@@ -313,18 +313,21 @@ mod tests {
         assert_eq!(dicomweb_action(&g, "/dicom-web/studies"), "qido");
         assert_eq!(dicomweb_action(&g, "/dicom-web/studies/1.2/series"), "qido");
         assert_eq!(dicomweb_action(&g, "/dicom-web/studies/1.2"), "wado");
-        assert_eq!(dicomweb_action(&g, "/dicom-web/studies/1.2/metadata"), "metadata");
+        assert_eq!(
+            dicomweb_action(&g, "/dicom-web/studies/1.2/metadata"),
+            "metadata"
+        );
         assert_eq!(
             dicomweb_action(&g, "/dicom-web/studies/1/series/2/instances/3/frames/1"),
             "frames"
         );
         assert_eq!(
-            dicomweb_action(&g, "/dicom-web/studies/1/series/2/instances/3/frames/1/rendered"),
+            dicomweb_action(
+                &g,
+                "/dicom-web/studies/1/series/2/instances/3/frames/1/rendered"
+            ),
             "rendered"
         );
-        assert_eq!(
-            dicomweb_action(&Method::POST, "/dicom-web/studies"),
-            "stow"
-        );
+        assert_eq!(dicomweb_action(&Method::POST, "/dicom-web/studies"), "stow");
     }
 }

@@ -42,10 +42,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .nest("/api", api.around(crate::api::error::json_errors))
         .at("/metrics", get(metrics))
         .nest("/dicom-web", crate::dicomweb::routes())
-        .at(
-            "/wado",
-            get(crate::dicomweb::wado_uri::wado),
-        )
+        .at("/wado", get(crate::dicomweb::wado_uri::wado))
         .nest("/", health);
     with_viewer(route, &state.config.http.viewer_dir)
         .with(authz::Authz)

@@ -423,8 +423,8 @@ pub async fn http_get(http: std::net::SocketAddr, path: &str) -> String {
     s.write_all(
         format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n").as_bytes(),
     )
-        .await
-        .unwrap();
+    .await
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out.split_once("\r\n\r\n")

@@ -178,4 +178,3 @@ impl World {
         &self.actors.iter().find(|a| a.name == name).unwrap().token
     }
 }
-
