@@ -230,6 +230,7 @@ async fn two_nodes_on_one_database_process_each_study_once() {
     let mut cfg_b = env.config.clone();
     cfg_b.ai.node_name = "test-node-b".into();
     let b = glia::app::start(cfg_b).await.expect("second node");
+    common::http::register_token(b.http_addr, &common::admin_token(&b).await);
     let s1 = study(3, |_| {});
     let s2 = study(4, |_| {});
     push(&storescu, a.dimse_addr, &write_study(env.dir.path(), &s1)).await;

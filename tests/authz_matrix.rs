@@ -193,6 +193,39 @@ async fn every_route_every_role() {
             );
         }
     }
+    // A link token works on link routes only: in `?token=` or as a bearer header
+    // (viewers send it so), never on the API.
+    let link = common::admin_link_token(&node).await;
+    let r = call(w.addr, "GET", "/dicom-web/studies", &link).await;
+    assert!(
+        r.status == 200 || r.status == 204,
+        "link token as bearer: {}",
+        r.text()
+    );
+    let r = call(
+        w.addr,
+        "GET",
+        &format!("/dicom-web/studies?token={link}"),
+        "",
+    )
+    .await;
+    assert!(
+        r.status == 200 || r.status == 204,
+        "link token in the URL: {}",
+        r.text()
+    );
+    assert_eq!(call(w.addr, "GET", "/api/auth/me", &link).await.status, 401);
+    let r = call(w.addr, "GET", &format!("/api/auth/me?token={link}"), "").await;
+    assert_eq!(r.status, 401, "no link tokens on the API");
+    // An access token is no link token.
+    let r = call(
+        w.addr,
+        "GET",
+        &format!("/dicom-web/studies?token={}", w.token("admin")),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 401, "access token in a URL");
     // A deactivated user's access token stops working at once.
     let victim = login(w.addr, "referrer", "referrer-password").await;
     let vt = victim["access_token"].as_str().unwrap().to_string();
@@ -252,11 +285,11 @@ async fn every_route_every_role() {
         .iter()
         .filter(|r| web_actions.contains(&r.action.as_str()))
         .count();
-    // The matrix's audited requests, the 2 setup STOWs, the 3 bad tokens' and the
-    // deactivated user's refused QIDO.
+    // The matrix's audited requests, the 2 setup STOWs, the 3 bad tokens', the 3
+    // link-token QIDOs and the deactivated user's refused QIDO.
     assert_eq!(
         web_rows,
-        audited_requests + 2 + 3 + 1,
+        audited_requests + 2 + 3 + 3 + 1,
         "audit rows of web accesses"
     );
     let denied = rows.iter().filter(|r| r.outcome == "denied").count();
@@ -352,5 +385,60 @@ async fn study_scopes_filter_search_and_hide_retrieves() {
         let r = call(w.addr, "POST", "/dicom-web/studies", w.token(who)).await;
         assert_eq!(r.status, 403, "STOW as {who}");
     }
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assigned_radiologists_and_granted_referrers() {
+    let Some(mut env) = TestEnv::new(Backend::Sqlite).await else {
+        return;
+    };
+    env.config.auth.radiologist_scope = glia::auth::policy::RadiologistScope::Assigned;
+    let node = env.start().await;
+    let w = world(&node).await;
+    let repo = node.state.auth.repo();
+    let id_of =
+        |name: &'static str| async move { repo.user_by_username(name).await.unwrap().unwrap().id };
+    let qido = |who: &'static str| {
+        let token = w.token(who).to_string();
+        async move {
+            let r = call(w.addr, "GET", "/dicom-web/studies", &token).await;
+            if r.status == 204 {
+                return Vec::new();
+            }
+            assert_eq!(r.status, 200, "{who}: {}", r.text());
+            let mut v: Vec<String> = r
+                .json()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["0020000D"]["Value"][0].as_str().unwrap().to_string())
+                .collect();
+            v.sort();
+            v
+        }
+    };
+    // Nothing assigned yet: an assigned-only radiologist sees nothing.
+    assert!(qido("radiologist").await.is_empty());
+    repo.grant_study(id_of("radiologist").await, &w.b.0)
+        .await
+        .unwrap();
+    assert_eq!(qido("radiologist").await, vec![w.b.0.clone()]);
+    let (st, se, so) = &w.a;
+    let r = call(
+        w.addr,
+        "GET",
+        &format!("/dicom-web/studies/{st}/series/{se}/instances/{so}/metadata"),
+        w.token("radiologist"),
+    )
+    .await;
+    assert_eq!(r.status, 404, "an unassigned study is hidden");
+    // A referring physician sees referred studies plus explicit grants.
+    repo.grant_study(id_of("referrer").await, &w.b.0)
+        .await
+        .unwrap();
+    let mut both = vec![w.a.0.clone(), w.b.0.clone()];
+    both.sort();
+    assert_eq!(qido("referrer").await, both);
     node.stop().await;
 }

@@ -329,7 +329,8 @@ async fn truncated_stores_nothing(env: TestEnv) {
     // The connection ends in the middle of the second part.
     let cut = body.len() - 200;
     let mut raw = format!(
-        "POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+        "POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+        http::token_for(node.http_addr).expect("harness token"),
         content_type(),
         body.len()
     )

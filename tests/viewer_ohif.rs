@@ -45,6 +45,9 @@ async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = common::http::token_for(addr) {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

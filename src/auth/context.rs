@@ -15,6 +15,14 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Glia itself (maintenance, tests): no principal, every study.
+    pub fn system() -> Self {
+        Self {
+            principal: None,
+            scope: StudyScope::All,
+        }
+    }
+
     /// Nobody: sees no study.
     pub fn nobody() -> Self {
         Self {

@@ -71,7 +71,8 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/metrics", Allow::Public, false, None),
     rule("GET", "/api/openapi.json", Allow::Public, false, None),
     rule("GET", "/api/docs*", Allow::Public, false, None),
-    rule("GET", "/viewer*", Allow::Public, true, None),
+    // The viewer's own files (its handler answers other methods 405).
+    rule("*", "/viewer*", Allow::Public, true, None),
     // Authentication (rate limited and audited by the auth service).
     rule("POST", "/api/auth/token", Allow::Public, false, None),
     rule("POST", "/api/auth/refresh", Allow::Public, false, None),

@@ -69,7 +69,7 @@ fn credentials(req: &Request, rule: &Rule) -> Credentials {
             _ => Credentials::Bearer(String::new()),
         };
     }
-    if !rule.link || !(req.method() == Method::GET || req.method() == Method::HEAD) {
+    if !link_allowed(req, rule) {
         return Credentials::None;
     }
     let from_query = req.uri().query().and_then(|q| {
@@ -93,6 +93,42 @@ fn credentials(req: &Request, rule: &Rule) -> Credentials {
         Some(t) => Credentials::Link(t, false),
         None => Credentials::None,
     }
+}
+
+/// Remove the link token from the request's query string, so handlers never see it
+/// (QIDO-RS would refuse it as an unknown parameter) and nothing logs it.
+fn strip_link_token(req: &mut Request) {
+    let Some(query) = req.uri().query() else {
+        return;
+    };
+    let prefix = format!("{}=", link::PARAM);
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| !kv.starts_with(&prefix) && *kv != link::PARAM)
+        .collect();
+    let path_and_query = if kept.is_empty() {
+        req.uri().path().to_string()
+    } else {
+        format!("{}?{}", req.uri().path(), kept.join("&"))
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = poem::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+}
+
+/// Whether a request may authenticate with a link token (GET/HEAD on a link route).
+fn link_allowed(req: &Request, rule: &Rule) -> bool {
+    rule.link && (req.method() == Method::GET || req.method() == Method::HEAD)
+}
+
+/// The principal of a valid link token whose user is active.
+async fn link_principal(state: &AppState, token: &str) -> Option<Principal> {
+    let id = link::verify(&state.config.auth.jwt_secret, token).ok()?;
+    state.auth.principal(id).await.ok()
 }
 
 /// The study, series and instance UIDs a request addresses (path or WADO-URI
@@ -207,40 +243,52 @@ impl<E: Endpoint> Endpoint for AuthzEndpoint<E> {
                 Credentials::Bearer(t) => match state.auth.authenticate_bearer(&t).await {
                     Ok(p) => Some(p),
                     Err(e) => {
-                        if rule.allow == Allow::Public {
-                            None
+                        // Viewers that take `?token=` from the page URL (OHIF does) send
+                        // it back as a bearer header: on link routes a link token is
+                        // accepted there too (never an access token in a URL).
+                        let via_link = if link_allowed(&req, rule) {
+                            link_principal(&state, &t).await
                         } else {
-                            if audit_action.is_some() {
-                                let ev = event(None, StatusCode::UNAUTHORIZED, Some("bad token"));
-                                state.audit.record(ev).await;
+                            None
+                        };
+                        match via_link {
+                            Some(p) => Some(p),
+                            None if rule.allow == Allow::Public => None,
+                            None => {
+                                if audit_action.is_some() {
+                                    let ev =
+                                        event(None, StatusCode::UNAUTHORIZED, Some("bad token"));
+                                    state.audit.record(ev).await;
+                                }
+                                return Ok(refusal(
+                                    StatusCode::UNAUTHORIZED,
+                                    e.code(),
+                                    &e.to_string(),
+                                ));
                             }
-                            return Ok(refusal(StatusCode::UNAUTHORIZED, e.code(), &e.to_string()));
                         }
                     }
                 },
-                Credentials::Link(t, in_url) => {
-                    let user = link::verify(&state.config.auth.jwt_secret, &t);
-                    let p = match user {
-                        Ok(id) => state.auth.principal(id).await.ok(),
-                        Err(_) => None,
-                    };
-                    match p {
-                        Some(p) => {
-                            if in_url && path.starts_with(crate::http::viewer::MOUNT) {
-                                set_cookie = Some(t);
-                            }
-                            Some(p)
+                Credentials::Link(t, in_url) => match link_principal(&state, &t).await {
+                    Some(p) => {
+                        if in_url && path.starts_with(crate::http::viewer::MOUNT) {
+                            set_cookie = Some(t);
                         }
-                        None if rule.allow == Allow::Public => None,
-                        None => {
-                            return Ok(refusal(
-                                StatusCode::UNAUTHORIZED,
-                                "invalid_token",
-                                "the link token is not valid or has expired",
-                            ))
-                        }
+                        Some(p)
                     }
-                }
+                    None if rule.allow == Allow::Public => None,
+                    None => {
+                        if audit_action.is_some() {
+                            let ev = event(None, StatusCode::UNAUTHORIZED, Some("bad link token"));
+                            state.audit.record(ev).await;
+                        }
+                        return Ok(refusal(
+                            StatusCode::UNAUTHORIZED,
+                            "invalid_token",
+                            "the link token is not valid or has expired",
+                        ));
+                    }
+                },
             }
         };
         if rule.allow != Allow::Public {
@@ -273,6 +321,9 @@ impl<E: Endpoint> Endpoint for AuthzEndpoint<E> {
         };
         if let Some(p) = &principal {
             req.extensions_mut().insert(p.clone());
+        }
+        if rule.link {
+            strip_link_token(&mut req);
         }
         let pending = audit_action.map(|_| event(principal.as_ref(), StatusCode::OK, None));
         let caller = Caller {
