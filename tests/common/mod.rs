@@ -49,13 +49,27 @@ pub fn dcmtk(tool: &str) -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1 for a peer to listen on. Chosen below the kernel's
+/// ephemeral range (32768–60999 on Linux), where outgoing connections of other tests
+/// (database clients, SCUs) cannot take it between this call and the peer's bind, and
+/// never handed out twice in one test process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    // Spread test processes over the range by their pid.
+    let start = 20_000 + (std::process::id() as u16 % 600) * 20;
+    for i in 0..12_000u16 {
+        let port = 20_000 + (start - 20_000 + i) % 12_000;
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free TCP port in 20000..32000");
 }
 
 const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
