@@ -1,7 +1,12 @@
 //! The identity repository: users (`app_user` with their linked PatientIDs),
 //! diagnostic centres, explicit study grants and the refresh-token revocation list.
 //! Returns plain domain records, never sea-orm models. Lockout counters and
-//! revocations live here, in the database, so they hold across every node.
+//! revocations live here, in the database, so they hold across every node. Study
+//! grants and refresh tokens are in [`grants`].
+
+mod grants;
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
@@ -10,7 +15,7 @@ use sea_orm::{
     IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 
-use super::entities::{app_user, centre, refresh_token, study_grant, user_patient};
+use super::entities::{app_user, centre, user_patient};
 use super::DbError;
 use crate::auth::Role;
 
@@ -265,23 +270,38 @@ impl IdentityRepo {
 
     // ---- users ----
 
-    async fn links(&self, user_id: i64) -> Result<Vec<PatientLink>, DbError> {
-        Ok(user_patient::Entity::find()
-            .filter(user_patient::Column::UserId.eq(user_id))
-            .order_by_asc(user_patient::Column::Id)
-            .all(&self.db)
-            .await?
+    /// Users with their PatientID links, read in one query for all of them.
+    async fn with_links_all(&self, users: Vec<app_user::Model>) -> Result<Vec<User>, DbError> {
+        let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+        let mut links: HashMap<i64, Vec<PatientLink>> = HashMap::new();
+        if !ids.is_empty() {
+            for l in user_patient::Entity::find()
+                .filter(user_patient::Column::UserId.is_in(ids))
+                .order_by_asc(user_patient::Column::Id)
+                .all(&self.db)
+                .await?
+            {
+                links.entry(l.user_id).or_default().push(PatientLink {
+                    patient_id: l.patient_id,
+                    issuer: l.issuer,
+                });
+            }
+        }
+        users
             .into_iter()
-            .map(|l| PatientLink {
-                patient_id: l.patient_id,
-                issuer: l.issuer,
+            .map(|m| {
+                let l = links.remove(&m.id).unwrap_or_default();
+                user_from(m, l)
             })
-            .collect())
+            .collect()
     }
 
     async fn with_links(&self, m: app_user::Model) -> Result<User, DbError> {
-        let links = self.links(m.id).await?;
-        user_from(m, links)
+        Ok(self
+            .with_links_all(vec![m])
+            .await?
+            .pop()
+            .expect("one user in, one out"))
     }
 
     /// Create a user with its PatientID links, in one transaction.
@@ -353,11 +373,7 @@ impl IdentityRepo {
             .limit(f.limit.max(1))
             .all(&self.db)
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for m in rows {
-            out.push(self.with_links(m).await?);
-        }
-        Ok(out)
+        self.with_links_all(rows).await
     }
 
     /// Apply `u` to a user; `None` when it does not exist.
@@ -472,117 +488,6 @@ impl IdentityRepo {
             .exec(&self.db)
             .await?;
         Ok(())
-    }
-
-    // ---- study grants ----
-
-    /// Grant (assign) a study to a user; granting twice is a no-op.
-    pub async fn grant_study(&self, user_id: i64, study_uid: &str) -> Result<(), DbError> {
-        let exists = study_grant::Entity::find()
-            .filter(study_grant::Column::UserId.eq(user_id))
-            .filter(study_grant::Column::StudyInstanceUid.eq(study_uid))
-            .one(&self.db)
-            .await?
-            .is_some();
-        if !exists {
-            study_grant::ActiveModel {
-                user_id: Set(user_id),
-                study_instance_uid: Set(study_uid.to_string()),
-                granted_at: Set(Utc::now()),
-                ..Default::default()
-            }
-            .insert(&self.db)
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// Withdraw a grant; returns whether one existed.
-    pub async fn revoke_study(&self, user_id: i64, study_uid: &str) -> Result<bool, DbError> {
-        let r = study_grant::Entity::delete_many()
-            .filter(study_grant::Column::UserId.eq(user_id))
-            .filter(study_grant::Column::StudyInstanceUid.eq(study_uid))
-            .exec(&self.db)
-            .await?;
-        Ok(r.rows_affected > 0)
-    }
-
-    /// The StudyInstanceUIDs explicitly granted to a user.
-    pub async fn granted_studies(&self, user_id: i64) -> Result<Vec<String>, DbError> {
-        Ok(study_grant::Entity::find()
-            .filter(study_grant::Column::UserId.eq(user_id))
-            .order_by_asc(study_grant::Column::Id)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|g| g.study_instance_uid)
-            .collect())
-    }
-
-    // ---- refresh tokens ----
-
-    /// Remember an issued refresh token by its hash.
-    pub async fn insert_refresh(
-        &self,
-        user_id: i64,
-        token_hash: &str,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), DbError> {
-        refresh_token::ActiveModel {
-            user_id: Set(user_id),
-            token_hash: Set(token_hash.to_string()),
-            expires_at: Set(expires_at),
-            revoked_at: Set(None),
-            created_at: Set(Utc::now()),
-            ..Default::default()
-        }
-        .insert(&self.db)
-        .await?;
-        Ok(())
-    }
-
-    /// A stored refresh token by hash.
-    pub async fn refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>, DbError> {
-        Ok(refresh_token::Entity::find()
-            .filter(refresh_token::Column::TokenHash.eq(token_hash))
-            .one(&self.db)
-            .await?
-            .map(|r| RefreshRecord {
-                user_id: r.user_id,
-                expires_at: r.expires_at,
-                revoked_at: r.revoked_at,
-            }))
-    }
-
-    /// Revoke a refresh token if it is still live; returns its user when this call
-    /// revoked it (so two concurrent refreshes cannot both succeed).
-    pub async fn revoke_refresh(&self, token_hash: &str) -> Result<Option<i64>, DbError> {
-        let now = Utc::now();
-        let Some(rec) = self.refresh(token_hash).await? else {
-            return Ok(None);
-        };
-        let r = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::value(Some(now)))
-            .filter(refresh_token::Column::TokenHash.eq(token_hash))
-            .filter(refresh_token::Column::RevokedAt.is_null())
-            .filter(refresh_token::Column::ExpiresAt.gt(now))
-            .exec(&self.db)
-            .await?;
-        Ok((r.rows_affected == 1).then_some(rec.user_id))
-    }
-
-    /// Revoke every live refresh token of a user (deactivation, password change).
-    pub async fn revoke_all_refresh(&self, user_id: i64) -> Result<u64, DbError> {
-        let r = refresh_token::Entity::update_many()
-            .col_expr(
-                refresh_token::Column::RevokedAt,
-                Expr::value(Some(Utc::now())),
-            )
-            .filter(refresh_token::Column::UserId.eq(user_id))
-            .filter(refresh_token::Column::RevokedAt.is_null())
-            .exec(&self.db)
-            .await?;
-        Ok(r.rows_affected)
     }
 }
 
