@@ -14,7 +14,7 @@ use crate::db::jobs::JobQueue;
 use crate::db::{self, DbError, IndexRepo};
 use crate::dimse::{DimseContext, DimseServer};
 use crate::http::HttpServer;
-use crate::ingest::{Ingestor, Spool};
+use crate::ingest::{Ingestor, MemoryLimits, Spool};
 use crate::metrics::Metrics;
 use crate::store::{BlobStore, StoreError};
 
@@ -73,7 +73,14 @@ pub async fn open_state(config: Config) -> Result<AppState, StartError> {
     store.probe().await?;
     tracing::info!(store = store.describe(), "blob store ready");
 
-    let spool = Spool::new(&config.ingest.spool_dir).map_err(StartError::Spool)?;
+    let spool = Spool::with_memory(
+        &config.ingest.spool_dir,
+        MemoryLimits {
+            per_object: config.ingest.memory_spool_object_bytes,
+            total: config.ingest.memory_spool_total_bytes,
+        },
+    )
+    .map_err(StartError::Spool)?;
     let cleaned = spool.clean().map_err(StartError::Spool)?;
     if cleaned > 0 {
         tracing::warn!(

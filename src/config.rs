@@ -417,6 +417,12 @@ pub struct IngestConfig {
     /// Local directory for objects being received (cleaned at start-up).
     pub spool_dir: PathBuf,
     pub duplicate_policy: DuplicatePolicy,
+    /// Objects up to this size are held in memory while they arrive (no spool file);
+    /// larger ones spill into `spool_dir`. 0 = always spool to disk.
+    pub memory_spool_object_bytes: u64,
+    /// All objects held in memory together stay under this; beyond it new data spills
+    /// into `spool_dir`.
+    pub memory_spool_total_bytes: u64,
 }
 
 impl Default for IngestConfig {
@@ -424,6 +430,8 @@ impl Default for IngestConfig {
         Self {
             spool_dir: PathBuf::from("data/spool"),
             duplicate_policy: DuplicatePolicy::Keep,
+            memory_spool_object_bytes: 8 << 20,
+            memory_spool_total_bytes: 256 << 20,
         }
     }
 }

@@ -6,11 +6,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::gen::{as_file, mr_dataset, mr_dataset_with, Ids};
 use common::http::{self, HttpResponse};
-use common::TestEnv;
+use common::{Backend, TestEnv};
 use dicom_core::VR;
 use dicom_dictionary_std::tags;
 use glia::app::RunningNode;
@@ -79,16 +79,6 @@ async fn stow(addr: SocketAddr, path: &str, parts: &[&[u8]]) -> HttpResponse {
 
 async fn instances(node: &RunningNode) -> u64 {
     node.state.repo.counts().await.unwrap().instances
-}
-
-/// Wait (briefly) until the spool is empty: a cancelled request's spool files are
-/// dropped when its handler is.
-async fn assert_spool_empty(env: &TestEnv) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while env.spool_files() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(env.spool_files(), 0, "spool files left behind");
 }
 
 /// A later good STOW succeeds.
@@ -179,7 +169,7 @@ async fn stores_three(env: TestEnv) {
             "stored blob differs from the part"
         );
     }
-    assert_spool_empty(&env).await;
+    env.assert_spool_empty(&node).await;
 
     // Posting them again: kept duplicates count as stored.
     let rsp = stow(node.http_addr, "/dicom-web/studies", &parts).await;
@@ -276,7 +266,7 @@ async fn mixed_good_and_garbage(env: TestEnv) {
     // SOP Class is unknown too.)
     assert!(first.get(REFERENCED_SOP_INSTANCE_UID).is_none(), "{first}");
     assert_eq!(instances(&node).await, 1);
-    assert_spool_empty(&env).await;
+    env.assert_spool_empty(&node).await;
     node.stop().await;
 }
 both_backends!(mixed_parts, mixed_good_and_garbage);
@@ -315,7 +305,7 @@ async fn study_mismatch(env: TestEnv) {
     // A malformed study UID in the path is a bad request.
     let rsp = stow(node.http_addr, "/dicom-web/studies/1.2.x", &[&file]).await;
     assert_eq!(rsp.status, 400, "{}", rsp.text());
-    assert_spool_empty(&env).await;
+    env.assert_spool_empty(&node).await;
     node.stop().await;
 }
 both_backends!(study_mismatch_fails, study_mismatch);
@@ -341,7 +331,7 @@ async fn truncated_stores_nothing(env: TestEnv) {
         Err(e) => eprintln!("truncated body: connection error {e} (acceptable)"),
     }
     assert_eq!(instances(&node).await, 0);
-    assert_spool_empty(&env).await;
+    env.assert_spool_empty(&node).await;
 
     // A complete HTTP body whose multipart body has no closing boundary.
     let rsp = stow_with(
@@ -354,7 +344,7 @@ async fn truncated_stores_nothing(env: TestEnv) {
     assert_eq!(rsp.status, 400, "{}", rsp.text());
     assert_eq!(rsp.json()["code"], "bad_request");
     assert_eq!(instances(&node).await, 0);
-    assert_spool_empty(&env).await;
+    env.assert_spool_empty(&node).await;
 
     // A body without any part.
     let rsp = stow_with(
@@ -370,6 +360,21 @@ async fn truncated_stores_nothing(env: TestEnv) {
     node.stop().await;
 }
 both_backends!(truncated_body, truncated_stores_nothing);
+
+/// The same with every part spooled to a file (objects over the memory spool's limits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_body_disk_spool() {
+    if let Some(env) = TestEnv::new(Backend::Sqlite).await {
+        truncated_stores_nothing(env.disk_spool()).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_parts_disk_spool() {
+    if let Some(env) = TestEnv::new(Backend::Sqlite).await {
+        mixed_good_and_garbage(env.disk_spool()).await
+    }
+}
 
 async fn bad_media_types(env: TestEnv) {
     let node = env.start().await;
@@ -402,7 +407,7 @@ async fn bad_media_types(env: TestEnv) {
         );
     }
     assert_eq!(instances(&node).await, 0);
-    assert_spool_empty(&env).await;
+    env.assert_spool_empty(&node).await;
     assert_still_serving(&node).await;
     node.stop().await;
 }
@@ -448,7 +453,7 @@ async fn too_large(mut env: TestEnv) {
     assert_eq!(rsp.status, 413, "{}", rsp.text());
 
     assert_eq!(instances(&node).await, 0);
-    assert_spool_empty(&env).await;
+    env.assert_spool_empty(&node).await;
     assert_still_serving(&node).await;
     node.stop().await;
 }

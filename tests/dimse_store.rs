@@ -6,7 +6,7 @@ mod common;
 
 use common::gen::{encode_explicit_le, mr_dataset, Ids};
 use common::scu::Scu;
-use common::{health, TestEnv};
+use common::{health, Backend, TestEnv};
 use dicom_dictionary_std::{tags, uids};
 use glia::dimse::status;
 use glia::store::BlobKey;
@@ -79,7 +79,7 @@ async fn store_indexes_and_keeps_bytes(env: TestEnv) {
             Some("TESTSCU")
         );
     }
-    assert_eq!(env.spool_files(), 0);
+    env.assert_spool_empty(&node).await;
     let metrics = common::http_get(node.http_addr, "/metrics").await;
     assert!(
         metrics.contains("glia_instances_stored_total 3"),
@@ -266,7 +266,7 @@ async fn bad_objects_are_refused(mut env: TestEnv) {
 
     // Nothing of the above was stored; the association still works.
     assert_eq!(health(node.http_addr).await["instances"], 0);
-    assert_eq!(env.spool_files(), 0);
+    env.assert_spool_empty(&node).await;
     let (st, _) = scu
         .store(uids::MR_IMAGE_STORAGE, &ids.sop, &encode_explicit_le(&good))
         .await;
@@ -306,17 +306,21 @@ async fn abort_mid_object_stores_nothing(env: TestEnv) {
         .await
         .unwrap()
         .is_none());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while env.spool_files() > 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(env.spool_files(), 0, "spool file removed");
+    env.assert_spool_empty(&node).await;
     node.stop().await;
 }
 both_backends!(
     abort_mid_object_stores_nothing,
     abort_mid_object_stores_nothing
 );
+
+/// The same with the object spooled to a file (over the memory spool's limits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_mid_object_disk_spool() {
+    if let Some(env) = TestEnv::new(Backend::Sqlite).await {
+        abort_mid_object_stores_nothing(env.disk_spool()).await
+    }
+}
 
 /// Four associations storing into one study at once (new series racing, the counter
 /// triggers locking the same rows): every store succeeds and the counts are exact.

@@ -74,6 +74,6 @@ async fn import_reports_stored_duplicates_and_rejections() {
             .is_some());
     }
     assert_eq!(common::health(node.http_addr).await["instances"], 5);
-    assert_eq!(env.spool_files(), 0);
+    env.assert_spool_empty(&node).await;
     node.stop().await;
 }

@@ -104,7 +104,7 @@ async fn echoscu_and_storescu_study(env: TestEnv) {
             Some("MRSCANNER")
         );
     }
-    assert_eq!(env.spool_files(), 0);
+    env.assert_spool_empty(&node).await;
     node.stop().await;
 }
 both_backends!(echoscu_and_storescu_study, echoscu_and_storescu_study);
@@ -273,7 +273,7 @@ async fn transfer_syntax_corpus(mut env: TestEnv) {
             "{must} stored and verified; got {stored_ok:?}"
         );
     }
-    assert_eq!(env.spool_files(), 0);
+    env.assert_spool_empty(&node).await;
     node.stop().await;
 }
 both_backends!(transfer_syntax_corpus, transfer_syntax_corpus);

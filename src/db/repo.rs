@@ -132,6 +132,39 @@ impl IndexRepo {
         }))
     }
 
+    /// May a sender whose reads are limited to `scope` add an instance to the study
+    /// `study_uid`? Yes when the study is not indexed yet (it will be the sender's),
+    /// else only when the scope sees it. One statement.
+    pub async fn study_accepts(
+        &self,
+        study_uid: &str,
+        scope: &crate::query::StudyScope,
+    ) -> Result<bool, DbError> {
+        use sea_orm::sea_query::{Alias, Expr, JoinType, SelectStatement};
+        let Some(visible) = crate::query::scope::study_predicate(scope) else {
+            return Ok(true);
+        };
+        let mut q = SelectStatement::new();
+        q.expr_as(Expr::case(visible, 1).finally(0), Alias::new("visible"))
+            .from_as(Alias::new("study"), Alias::new("st"))
+            .join_as(
+                JoinType::InnerJoin,
+                Alias::new("patient"),
+                Alias::new("p"),
+                Expr::col((Alias::new("p"), Alias::new("id")))
+                    .equals((Alias::new("st"), Alias::new("patient_fk"))),
+            )
+            .and_where(
+                Expr::col((Alias::new("st"), Alias::new("study_instance_uid"))).eq(study_uid),
+            )
+            .limit(1);
+        let stmt = self.db.get_database_backend().build(&q);
+        match self.db.query_one(stmt).await? {
+            None => Ok(true),
+            Some(row) => Ok(row.try_get::<i32>("", "visible")? == 1),
+        }
+    }
+
     /// Fill the folded person-name columns behind QIDO-RS fuzzy matching for rows
     /// indexed before they existed. Returns the number of rows updated; a no-op (two
     /// indexed lookups) once done. Called at start-up.

@@ -1,20 +1,22 @@
 //! STOW-RS (PS3.18 §10.5): `POST /studies` and `POST /studies/{study}` with a
 //! `multipart/related; type="application/dicom"` body of Part 10 instances.
 //!
-//! Two phases, so that a truncated or malformed body stores nothing:
+//! Two phases of the one ingest path, so that a truncated or malformed body stores
+//! nothing:
 //!
-//! 1. **Receive**: the body is streamed part by part (multer) into spool files, as
-//!    received, never held in memory; `[dicomweb] max_upload_bytes` caps the whole body
-//!    (413). Any multipart error drops every spool file and answers 400.
-//! 2. **Ingest**: only once the body is complete, each spooled part goes through the
-//!    one ingest path (`Ingestor::ingest`), a few at a time. This phase runs in its own
-//!    task, so a client that disconnects cannot cancel an ingest halfway.
+//! 1. **Receive and prepare**: the body is streamed part by part (multer) into the
+//!    spool (memory for small parts within the spool's budget, files otherwise);
+//!    `[dicomweb] max_upload_bytes` caps the whole body (413). Each complete part is
+//!    parsed and validated (`Ingestor::prepare`) while the next ones arrive. Any
+//!    multipart error drops every prepared part (nothing was stored) and answers 400.
+//! 2. **Commit**: only once the body is complete, each prepared part is stored (blob,
+//!    then index: `Ingestor::commit`), a few at a time. This phase runs in its own
+//!    task, so a client that disconnects cannot cancel a store halfway.
 //!
 //! The response (PS3.18 §10.5.3) is a DICOM JSON data set: ReferencedSOPSequence for
 //! stored instances (kept duplicates included), FailedSOPSequence with a FailureReason
 //! for the others; 200 when all were stored, 202 when some failed, 409 when all did.
 
-use std::path::Path;
 use std::time::Instant;
 
 use dicom_core::value::DataSetSequence;
@@ -29,7 +31,7 @@ use poem::{handler, Body, Request, Response};
 
 use super::media::{self, MediaRange};
 use super::{base_url, check_uid_param, DicomWebError, State, WebResult};
-use crate::ingest::{IngestContext, IngestError, Ingestor, Spool, SpoolFile, Stored};
+use crate::ingest::{IngestContext, IngestError, Ingestor, Prepared, SpoolFile, Stored};
 
 /// The `source_ae` recorded for instances stored through STOW-RS.
 pub const SOURCE_LABEL: &str = "STOW-RS";
@@ -55,6 +57,9 @@ pub mod failure_reason {
     /// Processing failure: here, the instance belongs to another study than the one
     /// the request was addressed to (`POST /studies/{study}`).
     pub const PROCESSING_FAILURE: u16 = 0x0110;
+    /// Refused, not authorized: the instance belongs to an existing study outside the
+    /// sender's scope (e.g. another centre's).
+    pub const NOT_AUTHORIZED: u16 = status::NOT_AUTHORIZED;
     /// Refused, out of resources: spool, blob store or index failed, or too large.
     pub const OUT_OF_RESOURCES: u16 = status::OUT_OF_RESOURCES;
     /// Error: the data set does not match its SOP Class (or its file meta information).
@@ -68,6 +73,7 @@ pub mod failure_reason {
 pub fn failure_reason_for(e: &IngestError) -> u16 {
     match e {
         IngestError::StudyMismatch => failure_reason::PROCESSING_FAILURE,
+        IngestError::NotAuthorized => failure_reason::NOT_AUTHORIZED,
         IngestError::SopClassMismatch { .. } | IngestError::MetaMismatch => {
             failure_reason::DATA_SET_DOES_NOT_MATCH_SOP_CLASS
         }
@@ -116,24 +122,26 @@ async fn run(
         }
     }
 
-    let parts = receive(body, &boundary, limit, state.ingestor.spool()).await?;
+    // New studies belong to the sender's centre; existing ones must be visible to it.
+    let centre_id = crate::auth::context::principal().and_then(|p| p.centre_id);
+    let ctx = IngestContext {
+        source_ae: Some(SOURCE_LABEL.into()),
+        centre_id,
+        expected_study_instance_uid: study.clone(),
+        scope: crate::auth::context::scope(),
+        ..Default::default()
+    };
+
+    let parts = receive(body, &boundary, limit, &state.ingestor, &ctx).await?;
     let n_parts = parts.len();
     let received = started.elapsed();
 
     // The body is complete and well-formed: from here on, finish whatever happens to
     // the connection.
     let ingestor = state.ingestor.clone();
-    // New studies belong to the sender's centre.
-    let centre_id = crate::auth::context::principal().and_then(|p| p.centre_id);
-    let ctx = IngestContext {
-        source_ae: Some(SOURCE_LABEL.into()),
-        centre_id,
-        expected_study_instance_uid: study.clone(),
-        ..Default::default()
-    };
     let outcomes = tokio::spawn(async move {
-        futures::stream::iter(parts)
-            .map(|part| ingest_part(&ingestor, part, ctx.clone()))
+        futures::stream::iter(parts.into_inner())
+            .map(|part| commit_part(&ingestor, part))
             .buffered(INGEST_CONCURRENCY)
             .collect::<Vec<_>>()
             .await
@@ -208,12 +216,42 @@ fn content_length(req: &Request) -> WebResult<Option<u64>> {
         .transpose()
 }
 
+/// What the prepare phase of one part yields: the part's identity from its file meta
+/// information (to name it if it fails) and the prepared object.
+type PrepareResult = (Option<Identity>, Result<Prepared, IngestError>);
+
 /// One part of the body after the receive phase.
 enum Received {
-    /// A complete part in the spool, to be ingested.
-    Spooled(SpoolFile),
+    /// A complete part being prepared (parsed and validated) in its own task.
+    Preparing(tokio::task::JoinHandle<PrepareResult>),
     /// A part that will not be ingested, with its FailureReason.
     Rejected(u16),
+}
+
+/// The parts of a body being received. Dropped before the commit phase (a broken
+/// body, a client gone), it stops their prepare tasks: nothing was stored.
+#[derive(Default)]
+struct Parts(Vec<Received>);
+
+impl Parts {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The parts, for the commit phase.
+    fn into_inner(mut self) -> Vec<Received> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for Parts {
+    fn drop(&mut self) {
+        for part in &self.0 {
+            if let Received::Preparing(task) = part {
+                task.abort();
+            }
+        }
+    }
 }
 
 /// Map a multipart parsing error to the request's failure. Messages name no field
@@ -252,18 +290,23 @@ fn is_dicom_part(headers: &poem::http::HeaderMap) -> bool {
     }
 }
 
-/// Receive phase: stream every part into the spool. Any error drops what was spooled.
+/// Receive phase: stream every part into the spool and start preparing each complete
+/// one. Any error drops what was received.
 async fn receive(
     body: Body,
     boundary: &str,
     limit: u64,
-    spool: &Spool,
-) -> WebResult<Vec<Received>> {
+    ingestor: &Ingestor,
+    ctx: &IngestContext,
+) -> WebResult<Parts> {
     let constraints =
         multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit));
     let mut multipart =
         multer::Multipart::with_constraints(body.into_bytes_stream(), boundary, constraints);
-    let mut parts = Vec::new();
+    let spool = ingestor.spool();
+    // Parts parsed at once (the rest wait, already spooled).
+    let preparing = std::sync::Arc::new(tokio::sync::Semaphore::new(INGEST_CONCURRENCY));
+    let mut parts = Parts::default();
     while let Some(mut field) = multipart
         .next_field()
         .await
@@ -294,7 +337,15 @@ async fn receive(
         }
         let part = match (writer, rejected) {
             (Some(w), None) => match w.finish().await {
-                Ok(file) => Received::Spooled(file),
+                Ok(file) => {
+                    let (ingestor, ctx) = (ingestor.clone(), ctx.clone());
+                    let preparing = preparing.clone();
+                    Received::Preparing(tokio::spawn(async move {
+                        let _slot = preparing.acquire_owned().await;
+                        let meta_id = identify_from_meta(&file);
+                        (meta_id, ingestor.prepare(file, ctx).await)
+                    }))
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "STOW-RS: spool write failed");
                     Received::Rejected(failure_reason::OUT_OF_RESOURCES)
@@ -302,9 +353,9 @@ async fn receive(
             },
             (_, reason) => Received::Rejected(reason.unwrap_or(failure_reason::OUT_OF_RESOURCES)),
         };
-        parts.push(part);
+        parts.0.push(part);
     }
-    if parts.is_empty() {
+    if parts.len() == 0 {
         return Err(DicomWebError::BadRequest(
             "the multipart body has no parts".into(),
         ));
@@ -328,20 +379,20 @@ fn valid_uid(s: &str) -> Option<String> {
     crate::ingest::uid::check_uid(s).ok().map(|_| s.to_string())
 }
 
-/// SOP Class and Instance UID from the file meta group alone.
-fn identify_from_meta(path: &Path) -> Option<Identity> {
-    use std::io::{Read, Seek, SeekFrom};
+/// SOP Class and Instance UID from the file meta group alone (read from the first
+/// bytes of the part).
+fn identify_from_meta(file: &SpoolFile) -> Option<Identity> {
     /// The Part 10 preamble before `DICM`.
-    const PREAMBLE_LEN: u64 = 128;
-    let mut f = std::fs::File::open(path).ok()?;
-    let mut magic = [0u8; 4];
-    f.read_exact(&mut magic).ok()?;
-    if &magic != b"DICM" {
-        f.seek(SeekFrom::Start(PREAMBLE_LEN)).ok()?;
+    const PREAMBLE_LEN: usize = 128;
+    /// Enough for any reasonable file meta group.
+    const META_HEAD: usize = 16 << 10;
+    let head = file.head(META_HEAD).ok()?;
+    let at = if head.starts_with(b"DICM") {
+        0
     } else {
-        f.seek(SeekFrom::Start(0)).ok()?;
-    }
-    let meta = dicom_object::meta::FileMetaTable::from_reader(std::io::BufReader::new(f)).ok()?;
+        PREAMBLE_LEN.min(head.len())
+    };
+    let meta = dicom_object::meta::FileMetaTable::from_reader(&head[at..]).ok()?;
     Some(Identity {
         sop_class: valid_uid(meta.media_storage_sop_class_uid()),
         sop_instance: valid_uid(meta.media_storage_sop_instance_uid()),
@@ -356,10 +407,10 @@ enum Outcome {
     Failed { id: Identity, reason: u16 },
 }
 
-/// Ingest phase for one part.
-async fn ingest_part(ingestor: &Ingestor, part: Received, ctx: IngestContext) -> Outcome {
-    let file = match part {
-        Received::Spooled(f) => f,
+/// Commit phase for one part: wait for its preparation, then store it.
+async fn commit_part(ingestor: &Ingestor, part: Received) -> Outcome {
+    let task = match part {
+        Received::Preparing(task) => task,
         Received::Rejected(reason) => {
             return Outcome::Failed {
                 id: Identity::default(),
@@ -367,36 +418,37 @@ async fn ingest_part(ingestor: &Ingestor, part: Received, ctx: IngestContext) ->
             }
         }
     };
-    // A failed part is named by its file meta information (SOP Class and Instance UID,
-    // all a FailedSOPSequence item needs): a read of its first few hundred bytes. The
-    // identity of a stored part comes back from the ingest path itself.
-    let meta_id = {
-        let path = file.path().to_path_buf();
-        tokio::task::spawn_blocking(move || identify_from_meta(&path))
-            .await
-            .ok()
-            .flatten()
+    let (meta_id, prepared) = match task.await {
+        Ok(r) => r,
+        Err(e) => (None, Err(IngestError::Io(e.to_string()))),
     };
-    match ingestor.ingest_identified(file, ctx).await {
-        Ok((stored, id)) => Outcome::Stored {
-            id: Identity {
-                sop_class: Some(id.sop_class_uid),
-                sop_instance: Some(id.sop_instance_uid),
-                study: Some(id.study_instance_uid),
-                series: Some(id.series_instance_uid),
+    match prepared.map(|p| ingestor.commit(p)) {
+        Ok(commit) => match commit.await {
+            Ok((stored, id)) => Outcome::Stored {
+                id: Identity {
+                    sop_class: Some(id.sop_class_uid),
+                    sop_instance: Some(id.sop_instance_uid),
+                    study: Some(id.study_instance_uid),
+                    series: Some(id.series_instance_uid),
+                },
+                duplicate: stored == Stored::Duplicate,
             },
-            duplicate: stored == Stored::Duplicate,
+            Err(e) => failed(meta_id, &e),
         },
-        Err(e) => {
-            let id = meta_id.unwrap_or_default();
-            let reason = failure_reason_for(&e);
-            if e.is_rejection() {
-                tracing::debug!(code = e.code(), "STOW-RS part rejected");
-            } else {
-                tracing::warn!(code = e.code(), "STOW-RS part failed");
-            }
-            Outcome::Failed { id, reason }
-        }
+        Err(e) => failed(meta_id, &e),
+    }
+}
+
+/// The outcome of a part the ingest path did not store, named by its file meta.
+fn failed(meta_id: Option<Identity>, e: &IngestError) -> Outcome {
+    if e.is_rejection() {
+        tracing::debug!(code = e.code(), "STOW-RS part rejected");
+    } else {
+        tracing::warn!(code = e.code(), "STOW-RS part failed");
+    }
+    Outcome::Failed {
+        id: meta_id.unwrap_or_default(),
+        reason: failure_reason_for(e),
     }
 }
 

@@ -67,6 +67,7 @@ pub fn for_ingest_error(e: &crate::ingest::IngestError) -> u16 {
     use crate::ingest::IngestError as E;
     match e {
         E::SopClassMismatch { .. } => DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+        E::NotAuthorized => NOT_AUTHORIZED,
         E::TooLarge { .. } | E::Io(_) | E::Store(_) | E::Index(_) => OUT_OF_RESOURCES,
         E::Unreadable(_)
         | E::MissingAttribute(_)

@@ -139,6 +139,7 @@ async fn receive(
                     expected_sop_instance_uid: Some(sop_instance.clone()),
                     expected_study_instance_uid: None,
                     centre_id: assoc.grant.centre_id,
+                    ..Default::default()
                 };
                 // Run to completion even if this association is torn down meanwhile.
                 let ingestor = ctx.ingestor.clone();

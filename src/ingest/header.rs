@@ -3,40 +3,47 @@
 //! Synchronous (call from `spawn_blocking`). The whole object is parsed, so a
 //! truncated or structurally broken data set is caught here, before anything is stored.
 
-use std::path::Path;
-
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
 
 use super::layout::{self, FrameInfo};
+use super::spool::SpoolFile;
 use super::uid::check_uid;
 use super::{IngestContext, IngestError};
 use crate::db::InstanceRecord;
 use crate::dicom_json;
 
-/// Parse `path` and validate it against `ctx`; precompute the DICOMweb metadata and
-/// the byte layout of large values (values over `bulk_threshold` bytes become
-/// BulkDataURIs).
+/// Parse a spooled object and validate it against `ctx`; precompute the DICOMweb
+/// metadata and the byte layout of large values (values over `bulk_threshold` bytes
+/// become BulkDataURIs).
 pub fn parse_and_validate(
-    path: &Path,
+    file: &SpoolFile,
     ctx: &IngestContext,
     bulk_threshold: u64,
 ) -> Result<InstanceRecord, IngestError> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| IngestError::Io(e.to_string()))?
-        .len();
-    let obj = OpenFileOptions::new()
-        .open_file(path)
-        .map_err(|e| IngestError::Unreadable(short(&e.to_string())))?;
+    let size = file.len().map_err(|e| IngestError::Io(e.to_string()))?;
+    let unreadable = |e: dicom_object::ReadError| IngestError::Unreadable(short(&e.to_string()));
+    let obj = match (file.bytes(), file.path()) {
+        (Some(bytes), _) => OpenFileOptions::new()
+            .from_reader(&bytes[..])
+            .map_err(unreadable)?,
+        (None, Some(path)) => OpenFileOptions::new().open_file(path).map_err(unreadable)?,
+        (None, None) => return Err(IngestError::Io("spool object already consumed".into())),
+    };
     let mut rec = record_from_object(&obj, size as i64, ctx)?;
-    precompute_web(&mut rec, &obj, path, bulk_threshold);
+    precompute_web(&mut rec, &obj, file, bulk_threshold);
     Ok(rec)
 }
 
 /// WADO-RS metadata and layout of an accepted object. A layout that cannot be
 /// computed (deflated data set) is left out: such objects are served by parsing.
-fn precompute_web(rec: &mut InstanceRecord, obj: &DefaultDicomObject, path: &Path, threshold: u64) {
+fn precompute_web(
+    rec: &mut InstanceRecord,
+    obj: &DefaultDicomObject,
+    file: &SpoolFile,
+    threshold: u64,
+) {
     let instance_path = format!(
         "/studies/{}/series/{}/instances/{}",
         rec.study_instance_uid, rec.series_instance_uid, rec.sop_instance_uid
@@ -58,7 +65,12 @@ fn precompute_web(rec: &mut InstanceRecord, obj: &DefaultDicomObject, path: &Pat
         bits_allocated: int(obj, tags::BITS_ALLOCATED).unwrap_or(0).max(0) as u32,
         number_of_frames: int(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u32,
     };
-    match layout::scan(path, threshold, info) {
+    let scanned = match (file.bytes(), file.path()) {
+        (Some(bytes), _) => layout::scan_bytes(bytes, threshold, info),
+        (None, Some(path)) => layout::scan(path, threshold, info),
+        (None, None) => return,
+    };
+    match scanned {
         Ok(l) => rec.layout = serde_json::to_string(&l).ok(),
         Err(e) => tracing::debug!(error = %e, "no byte layout for this object"),
     }

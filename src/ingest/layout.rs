@@ -78,8 +78,14 @@ pub enum LayoutError {
 /// reads, not one system call per element.
 const WINDOW: usize = 64 << 10;
 
-struct Walker {
-    file: File,
+/// What a walk reads: a spool/blob file, or an object held in memory.
+enum Source<'a> {
+    File(File),
+    Bytes(&'a [u8]),
+}
+
+struct Walker<'a> {
+    src: Source<'a>,
     len: u64,
     /// `(offset, bytes)` of the last window read.
     window: std::cell::RefCell<(u64, Vec<u8>)>,
@@ -95,22 +101,30 @@ struct Header {
     value: u64,
 }
 
-impl Walker {
+impl Walker<'_> {
     fn read(&self, pos: u64, buf: &mut [u8]) -> Result<(), LayoutError> {
         if pos + buf.len() as u64 > self.len {
             return Err(LayoutError::Malformed(pos));
         }
+        let file = match &self.src {
+            Source::Bytes(b) => {
+                let at = pos as usize;
+                buf.copy_from_slice(&b[at..at + buf.len()]);
+                return Ok(());
+            }
+            Source::File(f) => f,
+        };
         let mut w = self.window.borrow_mut();
         let (start, data) = &mut *w;
         let end = pos + buf.len() as u64;
         if pos < *start || end > *start + data.len() as u64 {
             if buf.len() >= WINDOW {
-                self.file.read_exact_at(buf, pos)?;
+                file.read_exact_at(buf, pos)?;
                 return Ok(());
             }
             let n = WINDOW.min((self.len - pos) as usize);
             data.resize(n, 0);
-            self.file.read_exact_at(data, pos)?;
+            file.read_exact_at(data, pos)?;
             *start = pos;
         }
         let at = (pos - *start) as usize;
@@ -226,8 +240,17 @@ impl Walker {
 pub fn scan(path: &Path, threshold: u64, info: FrameInfo) -> Result<Layout, LayoutError> {
     let file = File::open(path)?;
     let len = file.metadata()?.len();
+    walk(Source::File(file), len, threshold, info)
+}
+
+/// [`scan`] over an object held in memory.
+pub fn scan_bytes(bytes: &[u8], threshold: u64, info: FrameInfo) -> Result<Layout, LayoutError> {
+    walk(Source::Bytes(bytes), bytes.len() as u64, threshold, info)
+}
+
+fn walk(src: Source<'_>, len: u64, threshold: u64, info: FrameInfo) -> Result<Layout, LayoutError> {
     let mut w = Walker {
-        file,
+        src,
         len,
         window: std::cell::RefCell::new((0, Vec::new())),
         explicit: true,

@@ -17,8 +17,9 @@ use std::time::Instant;
 use crate::config::DuplicatePolicy;
 use crate::db::{DbError, IndexRepo, InsertOutcome};
 use crate::metrics::Metrics;
+use crate::query::StudyScope;
 use crate::store::{BlobKey, BlobStore, StoreError};
-pub use spool::{Spool, SpoolFile, SpoolWriter};
+pub use spool::{MemoryLimits, Spool, SpoolFile, SpoolWriter};
 
 /// Where an instance comes from and what the request said it is.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +34,11 @@ pub struct IngestContext {
     pub expected_sop_instance_uid: Option<String>,
     /// The Study Instance UID the request is bound to (STOW-RS `/studies/{study}`).
     pub expected_study_instance_uid: Option<String>,
+    /// The existing studies the sender may add instances to (its read scope: STOW-RS
+    /// users). New studies are always accepted; an existing study outside the scope is
+    /// refused, so nobody can write into another centre's study. `All` for DIMSE peers
+    /// and Glia itself.
+    pub scope: StudyScope,
 }
 
 /// Why an instance was not stored. Messages never contain patient data or UID values.
@@ -55,6 +61,8 @@ pub enum IngestError {
     StudyMismatch,
     #[error("file meta information does not match the data set's SOP Class/Instance UID")]
     MetaMismatch,
+    #[error("the study exists and the sender may not add instances to it")]
+    NotAuthorized,
     #[error("object exceeds the size limit of {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("spool I/O failed: {0}")]
@@ -76,6 +84,7 @@ impl IngestError {
             IngestError::SopInstanceMismatch => "sop_instance_mismatch",
             IngestError::StudyMismatch => "study_mismatch",
             IngestError::MetaMismatch => "meta_mismatch",
+            IngestError::NotAuthorized => "not_authorized",
             IngestError::TooLarge { .. } => "too_large",
             IngestError::Io(_) => "io",
             IngestError::Store(_) => "store",
@@ -113,6 +122,21 @@ pub struct InstanceIdentity {
     pub sop_instance_uid: String,
     pub study_instance_uid: String,
     pub series_instance_uid: String,
+}
+
+/// An object parsed and validated by [`Ingestor::prepare`], not stored yet.
+pub struct Prepared {
+    file: SpoolFile,
+    record: crate::db::InstanceRecord,
+    identity: InstanceIdentity,
+    scope: StudyScope,
+}
+
+impl Prepared {
+    /// The UIDs of the object (validated).
+    pub fn identity(&self) -> &InstanceIdentity {
+        &self.identity
+    }
 }
 
 /// The ingest service shared by every surface.
@@ -171,7 +195,13 @@ impl Ingestor {
     ) -> Result<(Stored, InstanceIdentity), IngestError> {
         let started = Instant::now();
         let result = self.ingest_inner(file, ctx).await;
-        match &result {
+        self.observe(&result, started);
+        result
+    }
+
+    /// Count an outcome in the metrics.
+    fn observe(&self, result: &Result<(Stored, InstanceIdentity), IngestError>, started: Instant) {
+        match result {
             Ok((Stored::New { .. } | Stored::Replaced { .. }, _)) => {
                 self.metrics.instances_stored.inc();
                 self.metrics
@@ -186,7 +216,6 @@ impl Ingestor {
                     .inc();
             }
         }
-        result
     }
 
     async fn ingest_inner(
@@ -194,21 +223,89 @@ impl Ingestor {
         file: SpoolFile,
         ctx: IngestContext,
     ) -> Result<(Stored, InstanceIdentity), IngestError> {
-        // Parse and validate off the async runtime.
+        let prepared = self.prepare_inner(file, ctx).await?;
+        self.commit_inner(prepared).await
+    }
+
+    /// The first half of [`Ingestor::ingest`]: parse and validate a spooled object
+    /// (off the async runtime). Nothing is stored yet; dropping the result stores
+    /// nothing. STOW-RS prepares parts while the rest of its body is still arriving.
+    pub async fn prepare(
+        &self,
+        file: SpoolFile,
+        ctx: IngestContext,
+    ) -> Result<Prepared, IngestError> {
+        let result = self.prepare_inner(file, ctx).await;
+        if let Err(e) = &result {
+            self.metrics
+                .ingest_failures
+                .with_label_values(&[e.code()])
+                .inc();
+        }
+        result
+    }
+
+    async fn prepare_inner(
+        &self,
+        file: SpoolFile,
+        ctx: IngestContext,
+    ) -> Result<Prepared, IngestError> {
         let threshold = self.bulk_threshold;
+        let scope = ctx.scope.clone();
         let (file, record) = tokio::task::spawn_blocking(move || {
-            let rec = header::parse_and_validate(file.path(), &ctx, threshold);
+            let rec = header::parse_and_validate(&file, &ctx, threshold);
             (file, rec)
         })
         .await
         .map_err(|e| IngestError::Io(e.to_string()))?;
         let record = record?;
-        let id = InstanceIdentity {
+        let identity = InstanceIdentity {
             sop_class_uid: record.sop_class_uid.clone(),
             sop_instance_uid: record.sop_instance_uid.clone(),
             study_instance_uid: record.study_instance_uid.clone(),
             series_instance_uid: record.series_instance_uid.clone(),
         };
+        Ok(Prepared {
+            file,
+            record,
+            identity,
+            scope,
+        })
+    }
+
+    /// The second half of [`Ingestor::ingest`]: store a prepared object (blob, then
+    /// index in one transaction). With the same metrics as `ingest`.
+    pub async fn commit(
+        &self,
+        prepared: Prepared,
+    ) -> Result<(Stored, InstanceIdentity), IngestError> {
+        let started = Instant::now();
+        let result = self.commit_inner(prepared).await;
+        self.observe(&result, started);
+        result
+    }
+
+    async fn commit_inner(
+        &self,
+        prepared: Prepared,
+    ) -> Result<(Stored, InstanceIdentity), IngestError> {
+        let Prepared {
+            file,
+            record,
+            identity: id,
+            scope,
+        } = prepared;
+        // A restricted sender may create studies but only add to studies it can see.
+        // Checked before anything is written; a study appearing between this check and
+        // the index write would need its (globally unique) UID guessed in advance.
+        if !scope.is_all()
+            && !self
+                .repo
+                .study_accepts(&record.study_instance_uid, &scope)
+                .await?
+        {
+            return Err(IngestError::NotAuthorized);
+        }
 
         // No duplicate pre-check: the index write detects a duplicate atomically (the
         // unique SOP Instance UID), and the blob put for it is then undone. That keeps
@@ -219,7 +316,7 @@ impl Ingestor {
             &record.series_instance_uid,
             &record.sop_instance_uid,
         );
-        let size = self.store.put_file_moving(&key, file.path()).await?;
+        let size = self.store.put_spooled(&key, &file).await?;
         drop(file);
 
         match self

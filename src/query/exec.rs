@@ -185,7 +185,13 @@ pub fn build(query: &Query, max_rows: Option<u64>) -> SelectStatement {
         join(&mut q, "instance", "i", "series_fk", "se");
     }
     for (i, a) in selected(query.level) {
-        q.expr_as(col(a.column), Alias::new(format!("c{i}")));
+        let scoped = (a.kind == Kind::Count && a.level == Level::Patient)
+            .then(|| super::scope::patient_count(&query.scope, a.column))
+            .flatten();
+        q.expr_as(
+            scoped.unwrap_or_else(|| col(a.column).into()),
+            Alias::new(format!("c{i}")),
+        );
     }
     if query.level == Level::Image {
         q.expr_as(col("i.blob_key"), Alias::new("blob_key"));

@@ -2,7 +2,7 @@
 //! applies at every level, so QIDO-RS results (and every retrieve, which resolves
 //! through the query model) are filtered in SQL, not after the fact.
 
-use sea_orm::sea_query::{Alias, Cond, Expr, SelectStatement, SimpleExpr};
+use sea_orm::sea_query::{Alias, Cond, Expr, Func, SelectStatement, SimpleExpr};
 
 /// The studies visible to a caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,6 +57,40 @@ pub(super) fn predicate(scope: &StudyScope, level: super::Level) -> Option<Simpl
         )
         .and_where(study_rules(f, "vs", "p"));
     Some(Expr::exists(sub))
+}
+
+/// A patient-level count (`p.num_studies`, `p.num_series`, `p.num_instances`)
+/// computed over the studies the scope sees, so a restricted caller does not learn
+/// how many other studies a patient has. `None` = the stored counter is right.
+pub(super) fn patient_count(scope: &StudyScope, column: &str) -> Option<SimpleExpr> {
+    let StudyScope::Only(f) = scope else {
+        return None;
+    };
+    let vs = |c: &str| Expr::col((Alias::new("vs"), Alias::new(c)));
+    let aggregate = match column {
+        "p.num_studies" => vs("id").count(),
+        "p.num_series" => vs("num_series").sum(),
+        "p.num_instances" => vs("num_instances").sum(),
+        _ => return None,
+    };
+    let mut sub = SelectStatement::new();
+    sub.expr(aggregate)
+        .from_as(Alias::new("study"), Alias::new("vs"))
+        .and_where(vs("patient_fk").equals((Alias::new("p"), Alias::new("id"))))
+        .and_where(study_rules(f, "vs", "p"));
+    let total = Func::coalesce([
+        SimpleExpr::SubQuery(None, Box::new(sub.into_sub_query_statement())),
+        Expr::value(0),
+    ]);
+    // SUM of a BIGINT is NUMERIC on PostgreSQL: read every count as BIGINT.
+    Some(Expr::expr(total).cast_as(Alias::new("BIGINT")))
+}
+
+/// The predicate of a scope on one study row aliased `st` joined to its patient `p`
+/// (`None` = no restriction): what the ingest path checks before a restricted sender
+/// adds to an existing study.
+pub fn study_predicate(scope: &StudyScope) -> Option<SimpleExpr> {
+    predicate(scope, super::Level::Study)
 }
 
 /// Any rule of the filter, on the study aliased `st` of the patient aliased `p`.

@@ -36,6 +36,30 @@ pub enum StoreError {
     Config(String),
 }
 
+/// Create `dest` (and its directory) and write `bytes` into it; never overwrites.
+fn write_new_file(dest: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+    };
+    let mut f = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            open()?
+        }
+        other => other?,
+    };
+    f.write_all(bytes).inspect_err(|_| {
+        // Nothing half-written stays behind.
+        let _ = std::fs::remove_file(dest);
+    })
+}
+
 /// A key in the blob store (already scheme-encoded; safe to log).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobKey(pub String);
@@ -181,6 +205,35 @@ impl BlobStore {
             }
         }
         self.put_file(key, file).await
+    }
+
+    /// Store a spooled object under `key`: an object held in memory is written once
+    /// (straight into its final place on a local directory: keys are never reused and
+    /// readers find objects only through the index, written after this returns); a
+    /// spool file is moved in or uploaded ([`BlobStore::put_file_moving`]).
+    pub async fn put_spooled(
+        &self,
+        key: &BlobKey,
+        file: &crate::ingest::SpoolFile,
+    ) -> Result<u64, StoreError> {
+        let Some(bytes) = file.bytes() else {
+            let path = file
+                .path()
+                .ok_or_else(|| StoreError::Config("spool object already consumed".into()))?;
+            return self.put_file_moving(key, path).await;
+        };
+        let len = bytes.len() as u64;
+        match &self.local_root {
+            Some(root) => {
+                let dest = root.join(&key.0);
+                let bytes = bytes.clone();
+                tokio::task::spawn_blocking(move || write_new_file(&dest, &bytes))
+                    .await
+                    .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
+            }
+            None => self.put_bytes(key, bytes.clone()).await?,
+        }
+        Ok(len)
     }
 
     /// Put bytes under `key`.

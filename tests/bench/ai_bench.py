@@ -23,6 +23,11 @@ import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import store_bench as sb  # noqa: E402  (bench_token: DICOMweb and the API need a token)
+
+AUTH = {}
+
 
 def free_port():
     with socket.socket() as s:
@@ -31,7 +36,7 @@ def free_port():
 
 
 def get(url):
-    with urllib.request.urlopen(url, timeout=30) as r:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=AUTH), timeout=30) as r:
         body = r.read()
         return r.status, (json.loads(body) if body else None)
 
@@ -86,6 +91,7 @@ def main():
                 break
             except Exception:
                 time.sleep(0.1)
+        AUTH["Authorization"] = "Bearer " + sb.bench_token(cmd, None, http)
 
         env = dict(os.environ, TCP_NODELAY="1")
         subprocess.run([storescu, "-aec", "GLIA", "+sd", "+r", "127.0.0.1", str(dimse), study_dir],

@@ -145,8 +145,9 @@ def sop_uids(files: list[Path]) -> set[str]:
 class Client:
     """One keep-alive HTTP/1.1 connection (http.client sets TCP_NODELAY)."""
 
-    def __init__(self, name: str, port: int, timeout: float = 300.0):
+    def __init__(self, name: str, port: int, timeout: float = 300.0, token: str | None = None):
         self.name, self.port = name, port
+        self.auth = {"Authorization": f"Bearer {token}"} if token else {}
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         self.reconnects = 0
         self.stale = 0
@@ -157,7 +158,7 @@ class Client:
         for attempt in (1, 2):
             t0 = time.perf_counter()
             try:
-                self.conn.request(method, "/dicom-web" + path, body=body, headers=headers)
+                self.conn.request(method, "/dicom-web" + path, body=body, headers={**self.auth, **headers})
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the server answered (and closed) before reading the whole body
             try:
@@ -243,6 +244,7 @@ class Glia:
         logf.close()
         sb.wait_port(self.hport, self.proc, "glia (http)", timeout=120)
         sb.wait_port(self.dport, self.proc, "glia (dimse)", timeout=60)
+        self.token = sb.bench_token(cmd, env, self.hport)
 
     def count(self) -> int:
         return json.loads(sb.http_get(f"http://127.0.0.1:{self.hport}/health")).get("instances")
@@ -542,7 +544,7 @@ def main() -> int:
             "frame": f"HTTP 200 multipart/related, one part of {frame_bytes} bytes",
         }[op["kind"]]
 
-    clients = {"glia": Client("glia", glia.hport), "orthanc": Client("orthanc", orthanc.hport)}
+    clients = {"glia": Client("glia", glia.hport, token=glia.token), "orthanc": Client("orthanc", orthanc.hport)}
     problems = Problems()
     up_before = uptime()
     log(f"measuring, {args.runs} repetitions each; {up_before}")

@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -338,6 +339,23 @@ def wait_port(port: int, proc: subprocess.Popen, what: str, timeout=30.0) -> Non
 def http_get(url: str, timeout=10.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.read()
+
+
+def bench_token(cmd: list[str], env: dict | None, http_port: int) -> str:
+    """An administrator's bearer token for a running Glia node: `cmd` is the node's
+    command line up to (not including) its subcommand (binary, --config, --set ...).
+    Creates the user `bench` through `glia user add` (same database), then logs in with
+    the OAuth2 password grant. DICOMweb and the API need a token since the identity
+    issue; DIMSE does not."""
+    password = "bench-" + os.urandom(8).hex()
+    subprocess.run(cmd + ["user", "add", "--role", "admin", "--username", "bench", "--password-stdin"],
+                   input=password + "\n", text=True, check=True, capture_output=True, env=env)
+    form = urllib.parse.urlencode({"grant_type": "password", "username": "bench",
+                                   "password": password}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{http_port}/api/auth/token", data=form,
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())["access_token"]
 
 
 def proc_status(pid: int, key: str) -> int:

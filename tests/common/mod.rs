@@ -358,6 +358,26 @@ impl TestEnv {
             .map(|d| d.count())
             .unwrap_or(0)
     }
+
+    /// Wait (briefly) until nothing is left in the spool: no file in its directory and
+    /// no object held in `node`'s memory spool (an abandoned request's objects are
+    /// dropped with its task).
+    pub async fn assert_spool_empty(&self, node: &RunningNode) {
+        let spool = node.state.ingestor.spool();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while (self.spool_files() > 0 || spool.bytes_in_memory() > 0) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(self.spool_files(), 0, "spool files left behind");
+        assert_eq!(spool.bytes_in_memory(), 0, "spool memory left held");
+    }
+
+    /// Spool every object to a file (no memory spool), for the tests of that path.
+    pub fn disk_spool(mut self) -> Self {
+        self.config.ingest.memory_spool_object_bytes = 0;
+        self.config.ingest.memory_spool_total_bytes = 0;
+        self
+    }
 }
 
 /// Start the `glia` binary as a child process (for crash tests).

@@ -67,7 +67,19 @@ pub async fn stow_study(
     referring: &str,
 ) -> (String, String, String) {
     let ids = super::gen::Ids::new(patient);
-    let mut obj = super::gen::mr_dataset(&ids, 1, 8, 8);
+    let r = stow_instance(addr, token, &ids, referring).await;
+    assert_eq!(r.status, 200, "STOW: {}", r.text());
+    (ids.study, ids.series, ids.sop)
+}
+
+/// STOW one small MR instance with these UIDs as `token`; the raw response.
+pub async fn stow_instance(
+    addr: SocketAddr,
+    token: &str,
+    ids: &super::gen::Ids,
+    referring: &str,
+) -> HttpResponse {
+    let mut obj = super::gen::mr_dataset(ids, 1, 8, 8);
     super::gen::set_str(
         &mut obj,
         dicom_dictionary_std::tags::REFERRING_PHYSICIAN_NAME,
@@ -82,7 +94,7 @@ pub async fn stow_study(
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let ct = format!("multipart/related; type=\"application/dicom\"; boundary={boundary}");
     let auth = bearer(token);
-    let r = http::request(
+    http::request(
         addr,
         "POST",
         "/dicom-web/studies",
@@ -90,9 +102,7 @@ pub async fn stow_study(
         &body,
     )
     .await
-    .unwrap();
-    assert_eq!(r.status, 200, "STOW: {}", r.text());
-    (ids.study, ids.series, ids.sop)
+    .unwrap()
 }
 
 pub async fn world(node: &glia::app::RunningNode) -> World {
