@@ -214,7 +214,7 @@ enum Sink {
     },
     Disk {
         guard: SpoolFile,
-        out: BufWriter<tokio::fs::File>,
+        out: Box<BufWriter<tokio::fs::File>>,
     },
 }
 
@@ -294,7 +294,7 @@ impl SpoolWriter {
         let guard = SpoolFile {
             data: Data::Disk(Some(path)),
         };
-        let mut out = BufWriter::with_capacity(256 * 1024, file);
+        let mut out = Box::new(BufWriter::with_capacity(256 * 1024, file));
         let held = std::mem::replace(
             &mut self.sink,
             Sink::Memory {
