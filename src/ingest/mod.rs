@@ -223,8 +223,48 @@ impl Ingestor {
         file: SpoolFile,
         ctx: IngestContext,
     ) -> Result<(Stored, InstanceIdentity), IngestError> {
+        if ctx.scope.is_all() && file.bytes().is_some() {
+            return self.ingest_in_one_hop(file, ctx).await;
+        }
         let prepared = self.prepare_inner(file, ctx).await?;
         self.commit_inner(prepared).await
+    }
+
+    /// [`Ingestor::ingest`] for an object held in memory from a sender without a
+    /// scope: parse, validate and (on a local directory store) write the blob in one
+    /// blocking task, then index. The same steps in the same order as
+    /// `prepare` + `commit`, with one thread hand-off instead of two.
+    async fn ingest_in_one_hop(
+        &self,
+        file: SpoolFile,
+        ctx: IngestContext,
+    ) -> Result<(Stored, InstanceIdentity), IngestError> {
+        let threshold = self.bulk_threshold;
+        let store = self.store.clone();
+        let (file, parsed) = tokio::task::spawn_blocking(move || {
+            let parsed = header::parse_and_validate(&file, &ctx, threshold).and_then(|record| {
+                let key = store.instance_key(
+                    &record.study_instance_uid,
+                    &record.series_instance_uid,
+                    &record.sop_instance_uid,
+                );
+                let bytes = file.bytes().map(|b| &b[..]).unwrap_or_default();
+                let written = store.put_local_blocking(&key, bytes)?;
+                Ok((record, key, written))
+            });
+            (file, parsed)
+        })
+        .await
+        .map_err(|e| IngestError::Io(e.to_string()))?;
+        let (record, key, written) = parsed?;
+        let size = if written {
+            file.len().map_err(|e| IngestError::Io(e.to_string()))?
+        } else {
+            self.store.put_spooled(&key, &file).await?
+        };
+        drop(file);
+        let id = identity_of(&record);
+        self.index(record, key, size, id).await
     }
 
     /// The first half of [`Ingestor::ingest`]: parse and validate a spooled object
@@ -259,12 +299,7 @@ impl Ingestor {
         .await
         .map_err(|e| IngestError::Io(e.to_string()))?;
         let record = record?;
-        let identity = InstanceIdentity {
-            sop_class_uid: record.sop_class_uid.clone(),
-            sop_instance_uid: record.sop_instance_uid.clone(),
-            study_instance_uid: record.study_instance_uid.clone(),
-            series_instance_uid: record.series_instance_uid.clone(),
-        };
+        let identity = identity_of(&record);
         Ok(Prepared {
             file,
             record,
@@ -318,7 +353,18 @@ impl Ingestor {
         );
         let size = self.store.put_spooled(&key, &file).await?;
         drop(file);
+        self.index(record, key, size, id).await
+    }
 
+    /// The last step: index a stored blob in one transaction; the blob is removed again
+    /// when the index keeps the existing instance or fails.
+    async fn index(
+        &self,
+        record: crate::db::InstanceRecord,
+        key: BlobKey,
+        size: u64,
+        id: InstanceIdentity,
+    ) -> Result<(Stored, InstanceIdentity), IngestError> {
         match self
             .repo
             .insert_instance(&record, &key.0, self.policy)
@@ -346,5 +392,15 @@ impl Ingestor {
                 Err(e.into())
             }
         }
+    }
+}
+
+/// The UIDs of a parsed object.
+fn identity_of(record: &crate::db::InstanceRecord) -> InstanceIdentity {
+    InstanceIdentity {
+        sop_class_uid: record.sop_class_uid.clone(),
+        sop_instance_uid: record.sop_instance_uid.clone(),
+        study_instance_uid: record.study_instance_uid.clone(),
+        series_instance_uid: record.series_instance_uid.clone(),
     }
 }

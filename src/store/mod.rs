@@ -236,6 +236,20 @@ impl BlobStore {
         Ok(len)
     }
 
+    /// Store `bytes` under `key` on a local directory store, synchronously (call
+    /// from a blocking thread). `Ok(false)` when this store is not a local directory:
+    /// use [`BlobStore::put_spooled`] then. Lets the ingest path parse an object held
+    /// in memory and write it in a single blocking hop.
+    pub fn put_local_blocking(&self, key: &BlobKey, bytes: &[u8]) -> Result<bool, StoreError> {
+        match &self.local_root {
+            Some(root) => {
+                write_new_file(&root.join(&key.0), bytes)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Put bytes under `key`.
     pub async fn put_bytes(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
         self.inner
