@@ -210,7 +210,7 @@ impl AuthService {
     pub async fn principal(&self, user_id: i64) -> Result<Principal, AuthError> {
         let user = self
             .repo
-            .user(user_id)
+            .user_for_principal(user_id)
             .await?
             .ok_or(AuthError::InvalidToken)?;
         if !user.active {

@@ -340,6 +340,19 @@ impl IdentityRepo {
         }
     }
 
+    /// One user, for authenticating a request: its PatientID links are read only when
+    /// it is a patient (the one role whose study scope uses them), so that a verified
+    /// token of any other role costs one indexed lookup.
+    pub async fn user_for_principal(&self, id: i64) -> Result<Option<User>, DbError> {
+        match app_user::Entity::find_by_id(id).one(&self.db).await? {
+            Some(m) if m.role == crate::auth::Role::Patient.as_str() => {
+                Ok(Some(self.with_links(m).await?))
+            }
+            Some(m) => Ok(Some(user_from(m, Vec::new())?)),
+            None => Ok(None),
+        }
+    }
+
     /// One user by username (exact).
     pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, DbError> {
         match app_user::Entity::find()
