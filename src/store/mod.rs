@@ -223,15 +223,13 @@ impl BlobStore {
             return self.put_file_moving(key, path).await;
         };
         let len = bytes.len() as u64;
-        match &self.local_root {
-            Some(root) => {
-                let dest = root.join(&key.0);
-                let bytes = bytes.clone();
-                tokio::task::spawn_blocking(move || write_new_file(&dest, &bytes))
-                    .await
-                    .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
-            }
-            None => self.put_bytes(key, bytes.clone()).await?,
+        if self.local_root.is_some() {
+            let (store, key, bytes) = (self.clone(), key.clone(), bytes.clone());
+            tokio::task::spawn_blocking(move || store.put_local_blocking(&key, &bytes))
+                .await
+                .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
+        } else {
+            self.put_bytes(key, bytes.clone()).await?;
         }
         Ok(len)
     }
