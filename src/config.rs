@@ -297,6 +297,10 @@ pub struct AuthConfig {
     pub link_token_ttl_secs: u64,
     /// Which studies radiologists see: `all`, or `assigned` (their `study_grant` rows).
     pub radiologist_scope: crate::auth::policy::RadiologistScope,
+    /// How long (seconds) a verified user is cached between bearer requests; changes
+    /// made on this node apply at once, changes made elsewhere within this time.
+    /// 0 = look the user up on every request.
+    pub principal_cache_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -310,6 +314,7 @@ impl Default for AuthConfig {
             login_rate_per_minute: 20,
             link_token_ttl_secs: 3600,
             radiologist_scope: crate::auth::policy::RadiologistScope::All,
+            principal_cache_secs: 5,
         }
     }
 }

@@ -396,7 +396,6 @@ impl UsersApi {
         let user = self
             .state
             .auth
-            .repo()
             .update_user(
                 id.0,
                 UserUpdate {

@@ -3,9 +3,11 @@
 //! tokens, two-factor) and the authorisation rules of every route build on these.
 //!
 //! Submodules: `password` (argon2id), `tokens` (JWT access + hashed refresh tokens),
-//! `totp` (two-factor), `throttle` (per-IP rate limit, lockout policy) and `service`
+//! `totp` (two-factor), `throttle` (per-IP rate limit, lockout policy), `cache` (short-lived verified
+//! principals) and `service`
 //! ([`AuthService`], what every surface calls).
 
+pub mod cache;
 pub mod password;
 pub mod service;
 pub mod throttle;

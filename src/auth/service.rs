@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use super::cache::PrincipalCache;
 use super::password::{self, MIN_PASSWORD_LEN};
 use super::throttle::{IpRateLimit, Lockout};
 use super::tokens::{self, TokenError, TokenKeys};
@@ -126,6 +127,7 @@ pub struct AuthService {
     lockout: Lockout,
     refresh_ttl: Duration,
     audit: Audit,
+    principals: Arc<PrincipalCache>,
 }
 
 fn db_internal(e: DbError) -> AuthError {
@@ -169,6 +171,9 @@ impl AuthService {
             },
             refresh_ttl: Duration::from_secs(cfg.refresh_token_ttl_secs),
             audit,
+            principals: Arc::new(PrincipalCache::new(Duration::from_secs(
+                cfg.principal_cache_secs,
+            ))),
         }
     }
 
@@ -206,8 +211,13 @@ impl AuthService {
         self.principal(id).await
     }
 
-    /// The principal of an existing, active user (a verified token's subject).
+    /// The principal of an existing, active user (a verified token's subject),
+    /// served from the short-lived principal cache when it is there.
     pub async fn principal(&self, user_id: i64) -> Result<Principal, AuthError> {
+        if let Some(p) = self.principals.get(user_id) {
+            return Ok(p);
+        }
+        let read_at = self.principals.generation();
         let user = self
             .repo
             .user_for_principal(user_id)
@@ -216,7 +226,18 @@ impl AuthService {
         if !user.active {
             return Err(AuthError::InactiveUser);
         }
-        Ok(principal_of(&user))
+        let p = principal_of(&user);
+        self.principals.put(&p, read_at);
+        Ok(p)
+    }
+
+    /// Change a user's account (role, centre, links, activity, ...); every change
+    /// to a user goes through here so that this node's principal cache forgets them.
+    pub async fn update_user(&self, id: i64, u: UserUpdate) -> Result<Option<User>, DbError> {
+        let user = self.repo.update_user(id, u).await;
+        // After the write: a lookup that read the old row meanwhile caches nothing.
+        self.principals.forget(id);
+        user
     }
 
     fn login_event(&self, ip: Option<IpAddr>, user: Option<&User>) -> AuditEvent {
@@ -514,7 +535,6 @@ impl AuthService {
     /// Deactivate a user and revoke their refresh tokens; `None` when unknown.
     pub async fn deactivate_user(&self, id: i64) -> Result<Option<User>, AuthError> {
         let user = self
-            .repo
             .update_user(
                 id,
                 UserUpdate {
