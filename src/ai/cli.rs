@@ -106,6 +106,9 @@ pub struct TrainArgs {
     /// auto | cpu | cuda:N
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Continue from these weights (same architecture) instead of a fresh start.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
 }
 
 /// `glia eval`: Dice on held-out phantoms.
@@ -223,6 +226,7 @@ pub fn run_train(a: TrainArgs) -> Result<(), AiError> {
         minutes: a.minutes,
         lr: a.lr,
         output: a.output,
+        init: a.init,
     };
     let steps = train(&opts, &device)?;
     eprintln!("wrote {} after {steps} steps", opts.output.display());

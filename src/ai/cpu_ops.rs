@@ -1,6 +1,7 @@
 //! Inference-only fused CPU kernels (candle custom ops) for SegResNet:
-//! conv3d as tiled im2col + GEMM writing straight into the output,
-//! GroupNorm + ReLU in one pass, and trilinear ×2 upsampling fused with the
+//! conv3d as tiled im2col + GEMM writing straight into the output (inference at
+//! stride 1 goes to the direct SIMD kernel of `cpu_conv` instead), GroupNorm + ReLU
+//! in one pass, and trilinear ×2 upsampling fused with the
 //! skip addition. They bound memory to the output tensor plus small per-thread
 //! tiles (the composed ops in `ops3d` materialise several full-size
 //! temporaries) and run in parallel on rayon's pool. No backward pass: training
@@ -41,6 +42,9 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
 struct Conv3d {
     stride: usize,
     pad: usize,
+    /// Use the direct SIMD kernel (`cpu_conv`) where it applies: inference only, so
+    /// that training keeps the GEMM kernel's exact arithmetic.
+    direct: bool,
 }
 
 impl CustomOp2 for Conv3d {
@@ -74,6 +78,25 @@ impl CustomOp2 for Conv3d {
         );
         let k = cin * kd * kh * kw;
         let ovox = od * oh * ow;
+        if self.direct && s == 1 && kd * kh * kw > 1 {
+            let g = super::cpu_conv::Dims {
+                cin,
+                cout,
+                d,
+                h,
+                w: wd,
+                k: [kd, kh, kw],
+                pad: p,
+            };
+            let mut out = vec![0f32; n * cout * ovox];
+            let ok = out
+                .chunks_mut(cout * ovox)
+                .zip(x.chunks(cin * d * h * wd))
+                .all(|(o, xb)| super::cpu_conv::conv3d(xb, w, g, o));
+            if ok {
+                return Ok((CpuStorage::F32(out), Shape::from((n, cout, od, oh, ow))));
+            }
+        }
         let rows = od * oh;
         let rows_per_tile = (TILE_ELEMS / (k * ow)).clamp(1, rows);
         let ntiles = rows.div_ceil(rows_per_tile);
@@ -164,7 +187,14 @@ impl CustomOp2 for Conv3d {
         } else if self.stride != 1 {
             bail!("glia-conv3d backward: stride 1 or 2 only");
         }
-        let gx = conv3d(&g, &wf, 1, k - 1 - self.pad)?;
+        let gx = g.contiguous()?.apply_op2_no_bwd(
+            &wf,
+            &Conv3d {
+                stride: 1,
+                pad: k - 1 - self.pad,
+                direct: false,
+            },
+        )?;
         let gx = gx.narrow(2, 0, d)?.narrow(3, 0, h)?.narrow(4, 0, wd)?;
         let gw = grad.contiguous()?.apply_op2_no_bwd(
             &x.contiguous()?,
@@ -346,15 +376,27 @@ fn fill_cols(buf: &mut [f32], xb: &[f32], g: &Geo, r0: usize, r1: usize) {
 
 /// `conv3d` on CPU through the fused kernel, without gradient tracking.
 pub fn conv3d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
-    x.contiguous()?
-        .apply_op2_no_bwd(&w.contiguous()?, &Conv3d { stride, pad })
+    x.contiguous()?.apply_op2_no_bwd(
+        &w.contiguous()?,
+        &Conv3d {
+            stride,
+            pad,
+            direct: true,
+        },
+    )
 }
 
 /// `conv3d` on CPU through the fused kernel, differentiable (cubic kernels,
 /// stride 1 or 2) for training.
 pub fn conv3d_trainable(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
-    x.contiguous()?
-        .apply_op2(&w.contiguous()?, Conv3d { stride, pad })
+    x.contiguous()?.apply_op2(
+        &w.contiguous()?,
+        Conv3d {
+            stride,
+            pad,
+            direct: false,
+        },
+    )
 }
 
 /// GroupNorm followed by ReLU.
@@ -492,85 +534,5 @@ pub fn upsample2_add(x: &Tensor, skip: &Tensor) -> Result<Tensor> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ai::ops3d;
-    use candle_core::{Device, Tensor};
-
-    fn rand(shape: &[usize], seed: u64) -> Tensor {
-        let n: usize = shape.iter().product();
-        let mut s = seed;
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        assert_eq!(a.dims(), b.dims());
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
-
-    #[test]
-    fn fused_ops_match_composed_ops() {
-        let x = rand(&[2, 8, 6, 7, 5], 1);
-        for (s, p) in [(1, 1), (2, 1)] {
-            let w = rand(&[16, 8, 3, 3, 3], 2);
-            let e = max_diff(
-                &conv3d(&x, &w, s, p).unwrap(),
-                &ops3d::conv3d(&x, &w, None, s, p).unwrap(),
-            );
-            assert!(e < 1e-5, "conv s{s}: {e}");
-        }
-        let gw = rand(&[8], 3);
-        let gb = rand(&[8], 4);
-        let want = ops3d::group_norm(&x, 4, &gw, &gb, 1e-5)
-            .unwrap()
-            .relu()
-            .unwrap();
-        assert!(max_diff(&group_norm_relu(&x, 4, &gw, &gb, 1e-5).unwrap(), &want) < 1e-5);
-        let skip = rand(&[2, 8, 12, 14, 10], 5);
-        let _ = &skip;
-        let want = (ops3d::trilinear_up2(&x).unwrap() + &skip).unwrap();
-        assert!(max_diff(&upsample2_add(&x, &skip).unwrap(), &want) < 1e-6);
-    }
-
-    #[test]
-    fn conv3d_gradients_match_composed_backprop() {
-        use candle_core::Var;
-        for (s, dims) in [(1, [1, 3, 6, 5, 7]), (2, [2, 3, 6, 8, 4])] {
-            // (candle's conv2d backward, used by the composed reference, fails on odd sizes at stride 2)
-            let x = Var::from_tensor(&rand(&dims, 7)).unwrap();
-            let w = Var::from_tensor(&rand(&[4, 3, 3, 3, 3], 8)).unwrap();
-            let probe = rand(ops3d::conv3d(&x, &w, None, s, 1).unwrap().dims(), 9);
-            let loss_a = (ops3d::conv3d(&x, &w, None, s, 1).unwrap() * &probe)
-                .unwrap()
-                .sum_all()
-                .unwrap();
-            let ga = loss_a.backward().unwrap();
-            let loss_b = (conv3d_trainable(&x, &w, s, 1).unwrap() * &probe)
-                .unwrap()
-                .sum_all()
-                .unwrap();
-            let gb = loss_b.backward().unwrap();
-            for v in [x.as_tensor(), w.as_tensor()] {
-                let e = max_diff(ga.get(v).unwrap(), gb.get(v).unwrap());
-                assert!(e < 1e-4, "stride {s}: grad diff {e}");
-            }
-        }
-    }
-}
+#[path = "cpu_ops_tests.rs"]
+mod tests;

@@ -10,6 +10,7 @@
 
 pub mod assemble;
 pub mod cli;
+mod cpu_conv;
 mod cpu_ops;
 pub mod dcm;
 pub mod grid;

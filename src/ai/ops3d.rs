@@ -159,23 +159,24 @@ pub fn group_norm(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use candle_core::Device;
 
-    /// Direct (slow) conv3d used as the reference for the fold implementation.
-    fn naive_conv3d(
+    /// Direct (slow) conv3d: the reference for the fold implementation and the
+    /// CPU kernels. Kernel `k` = (kd, kh, kw), stride `s`, padding `p`.
+    pub(crate) fn naive_conv3d(
         x: &[f32],
         dims: [usize; 4],
         w: &[f32],
         cout: usize,
-        k: usize,
+        k: [usize; 3],
         s: usize,
         p: usize,
     ) -> Vec<f32> {
         let [cin, d, h, wd] = dims;
-        let o = |n: usize| (n + 2 * p - k) / s + 1;
-        let (od, oh, ow) = (o(d), o(h), o(wd));
+        let o = |n: usize, k: usize| (n + 2 * p - k) / s + 1;
+        let (od, oh, ow) = (o(d, k[0]), o(h, k[1]), o(wd, k[2]));
         let mut out = vec![0f32; cout * od * oh * ow];
         for co in 0..cout {
             for z in 0..od {
@@ -183,9 +184,9 @@ mod tests {
                     for xx in 0..ow {
                         let mut acc = 0f32;
                         for ci in 0..cin {
-                            for a in 0..k {
-                                for b in 0..k {
-                                    for c in 0..k {
+                            for a in 0..k[0] {
+                                for b in 0..k[1] {
+                                    for c in 0..k[2] {
                                         let iz = (z * s + a) as isize - p as isize;
                                         let iy = (y * s + b) as isize - p as isize;
                                         let ix = (xx * s + c) as isize - p as isize;
@@ -200,7 +201,8 @@ mod tests {
                                         }
                                         let xv = x[((ci * d + iz as usize) * h + iy as usize) * wd
                                             + ix as usize];
-                                        let wv = w[(((co * cin + ci) * k + a) * k + b) * k + c];
+                                        let wv =
+                                            w[(((co * cin + ci) * k[0] + a) * k[1] + b) * k[2] + c];
                                         acc += xv * wv;
                                     }
                                 }
@@ -214,7 +216,8 @@ mod tests {
         out
     }
 
-    fn lcg(n: usize, seed: u64) -> Vec<f32> {
+    /// Deterministic pseudo-random values in [-0.5, 0.5).
+    pub(crate) fn lcg(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;
         (0..n)
             .map(|_| {
@@ -241,7 +244,7 @@ mod tests {
                 .unwrap()
                 .to_vec1()
                 .unwrap();
-            let want = naive_conv3d(&xv, [cin, d, h, w], &wv, cout, k, s, p);
+            let want = naive_conv3d(&xv, [cin, d, h, w], &wv, cout, [k; 3], s, p);
             assert_eq!(got.len(), want.len());
             let err = got
                 .iter()

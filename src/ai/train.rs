@@ -15,6 +15,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use super::phantom::{generate, PhantomSpec, Rng, TumourKind};
 use super::pipeline::{normalize_nonzero, CancelToken};
@@ -43,6 +44,9 @@ pub struct TrainOptions {
     pub lr: f64,
     /// Where to write the weights.
     pub output: PathBuf,
+    /// Start from these weights (same architecture) instead of a fresh
+    /// initialisation: continue a run with further steps.
+    pub init: Option<PathBuf>,
 }
 
 /// Region masks (TC, WT, ET) as 0/1 floats, `[3, N]` row-major.
@@ -127,10 +131,23 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<usize, AiError> {
             opts.dims
         )));
     }
-    let varmap = VarMap::new();
+    let mut varmap = VarMap::new();
     let model = SegResNet::init_trainable(opts.arch.clone(), &varmap, device)?;
     // Re-initialise deterministically (VarMap init draws from candle's global RNG).
     reseed_vars(&varmap, opts.seed)?;
+    let init_sha = match &opts.init {
+        Some(path) => {
+            let bytes = std::fs::read(path)?;
+            varmap.load(path).map_err(|e| {
+                AiError::Weights(format!(
+                    "{} does not fit the network being trained: {e}",
+                    path.display()
+                ))
+            })?;
+            Some(hex::encode(Sha256::digest(&bytes)))
+        }
+        None => None,
+    };
     let mut opt = AdamW::new(
         varmap.all_vars(),
         ParamsAdamW {
@@ -141,6 +158,10 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<usize, AiError> {
     )?;
     let mut rng = Rng::new(opts.seed ^ 0xC0FFEE);
     let start = Instant::now();
+    let save = |step: usize| {
+        let secs = start.elapsed().as_secs_f64();
+        save_weights(&varmap, opts, init_sha.as_deref(), step, secs)
+    };
     let warmup = 30.min(opts.steps / 10 + 1);
     let mut ema = None;
     let mut step = 0;
@@ -209,10 +230,10 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<usize, AiError> {
             );
         }
         if step % 50 == 0 {
-            save_weights(&varmap, opts, step, start.elapsed().as_secs_f64())?;
+            save(step)?;
         }
     }
-    save_weights(&varmap, opts, step, start.elapsed().as_secs_f64())?;
+    save(step)?;
     Ok(step)
 }
 
@@ -244,6 +265,7 @@ fn reseed_vars(varmap: &VarMap, seed: u64) -> Result<(), AiError> {
 fn save_weights(
     varmap: &VarMap,
     opts: &TrainOptions,
+    init_sha: Option<&str>,
     steps: usize,
     secs: f64,
 ) -> Result<(), AiError> {
@@ -274,8 +296,17 @@ fn save_weights(
     meta.insert(
         "glia.provenance".into(),
         format!(
-            "trained by `glia train` on synthetic phantoms only (no patient data): seed {}, {} steps, {:.0} s, phantom {:?} @ {:?} mm, crop {:?}, lr {}",
-            opts.seed, steps, secs, opts.dims, opts.spacing, opts.crop, opts.lr
+            "trained by `glia train` on synthetic phantoms only (no patient data): seed {}, {} steps, {:.0} s, phantom {:?} @ {:?} mm, crop {:?}, lr {}{}",
+            opts.seed,
+            steps,
+            secs,
+            opts.dims,
+            opts.spacing,
+            opts.crop,
+            opts.lr,
+            init_sha
+                .map(|h| format!(", continued from weights with sha256 {h}"))
+                .unwrap_or_default()
         ),
     );
     meta.insert(
@@ -400,6 +431,7 @@ mod tests {
             minutes: 5.0,
             lr: 1e-3,
             output: out,
+            init: None,
         }
     }
 
