@@ -8,9 +8,9 @@
 //! arithmetic, sets the speed. Here each thread copies a few input planes once into
 //! a zero-padded slab, and a register-blocked micro-kernel accumulates a tile of
 //! output channels × output voxels of one row over all input channels and taps,
-//! loading straight from the slab. The summation order differs from GEMM's, so
-//! results agree with it to rounding (≈1e-6), not bitwise; training keeps the GEMM
-//! kernel so that its runs stay reproducible.
+//! loading straight from the slab. Each output sums its products in one fixed
+//! order (input channel, then tap) whatever the thread count or ISA, so results are
+//! reproducible; they agree with the GEMM kernel's to rounding (≈1e-6).
 
 use rayon::prelude::*;
 

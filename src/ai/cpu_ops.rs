@@ -1,11 +1,10 @@
-//! Inference-only fused CPU kernels (candle custom ops) for SegResNet:
-//! conv3d as tiled im2col + GEMM writing straight into the output (inference at
-//! stride 1 goes to the direct SIMD kernel of `cpu_conv` instead), GroupNorm + ReLU
-//! in one pass, and trilinear ×2 upsampling fused with the
-//! skip addition. They bound memory to the output tensor plus small per-thread
-//! tiles (the composed ops in `ops3d` materialise several full-size
-//! temporaries) and run in parallel on rayon's pool. No backward pass: training
-//! and non-CPU devices use `ops3d`.
+//! Fused CPU kernels (candle custom ops) for SegResNet: conv3d (stride 1 through
+//! the direct SIMD kernel of `cpu_conv`, otherwise tiled im2col + GEMM writing
+//! straight into the output; with a backward pass for training), GroupNorm + ReLU
+//! in one pass, and trilinear ×2 upsampling fused with the skip addition. They
+//! bound memory to the output tensor plus small per-thread tiles (the composed ops
+//! in `ops3d` materialise several full-size temporaries) and run in parallel on
+//! rayon's pool. Non-CPU devices use `ops3d`.
 
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -42,9 +41,6 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
 struct Conv3d {
     stride: usize,
     pad: usize,
-    /// Use the direct SIMD kernel (`cpu_conv`) where it applies: inference only, so
-    /// that training keeps the GEMM kernel's exact arithmetic.
-    direct: bool,
 }
 
 impl CustomOp2 for Conv3d {
@@ -78,7 +74,7 @@ impl CustomOp2 for Conv3d {
         );
         let k = cin * kd * kh * kw;
         let ovox = od * oh * ow;
-        if self.direct && s == 1 && kd * kh * kw > 1 {
+        if s == 1 && kd * kh * kw > 1 {
             let g = super::cpu_conv::Dims {
                 cin,
                 cout,
@@ -192,7 +188,6 @@ impl CustomOp2 for Conv3d {
             &Conv3d {
                 stride: 1,
                 pad: k - 1 - self.pad,
-                direct: false,
             },
         )?;
         let gx = gx.narrow(2, 0, d)?.narrow(3, 0, h)?.narrow(4, 0, wd)?;
@@ -376,27 +371,15 @@ fn fill_cols(buf: &mut [f32], xb: &[f32], g: &Geo, r0: usize, r1: usize) {
 
 /// `conv3d` on CPU through the fused kernel, without gradient tracking.
 pub fn conv3d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
-    x.contiguous()?.apply_op2_no_bwd(
-        &w.contiguous()?,
-        &Conv3d {
-            stride,
-            pad,
-            direct: true,
-        },
-    )
+    x.contiguous()?
+        .apply_op2_no_bwd(&w.contiguous()?, &Conv3d { stride, pad })
 }
 
 /// `conv3d` on CPU through the fused kernel, differentiable (cubic kernels,
 /// stride 1 or 2) for training.
 pub fn conv3d_trainable(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
-    x.contiguous()?.apply_op2(
-        &w.contiguous()?,
-        Conv3d {
-            stride,
-            pad,
-            direct: false,
-        },
-    )
+    x.contiguous()?
+        .apply_op2(&w.contiguous()?, Conv3d { stride, pad })
 }
 
 /// GroupNorm followed by ReLU.

@@ -9,12 +9,15 @@ For each size it prints forward seconds (model load excluded), peak RSS of the
 whole process (MiB) and the Glia/PyTorch ratios. Each side runs in its own
 child process; peak RSS comes from wait4().
 
-Recorded run (2026-11-22, 2 shared AMD EPYC vCPUs, --threads 2, torch 2.4.1 CPU,
-MONAI 1.5.2, BraTS-size SegResNet init_filters 16, random weights; the machine
-was also running another developer's jobs, so figures are indicative):
+Recorded run (2026-12-04, 2 vCPUs of an Intel Xeon with AVX-512, --threads 2,
+torch 2.4.1 CPU (oneDNN), MONAI 1.5.2, BraTS-size SegResNet init_filters 16, random
+weights; Glia's direct AVX-512 conv3d kernel, src/ai/cpu_conv.rs):
 
-    128x128x128: pytorch 6.61 s 1182 MiB | glia 6.22 s 483 MiB  | time 0.94x, RSS 0.41x
-    240x240x160: pytorch 23.67 s 3627 MiB | glia 33.57 s 1940 MiB | time 1.42x, RSS 0.53x
+    128x128x128: pytorch 3.72 s 1224 MiB | glia 2.34 s 493 MiB   | time 0.63x, RSS 0.40x
+    240x240x160: pytorch 21.48 s 3628 MiB | glia 11.46 s 1952 MiB | time 0.53x, RSS 0.54x
+
+(Before the direct kernel, with im2col + GEMM, on 2 AMD EPYC vCPUs on 2026-11-22:
+240x240x160 took 33.57 s against PyTorch's 23.67 s, 1.42x.)
 """
 import argparse
 import os
