@@ -140,13 +140,7 @@ fn first_line(s: &str) -> String {
 }
 
 fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
-    let s = obj
-        .element_opt(tag)
-        .ok()
-        .flatten()?
-        .to_str()
-        .ok()?
-        .to_string();
+    let s = obj.get(tag)?.to_str().ok()?.to_string();
     Some(s.trim_matches(|c: char| c == '\0' || c == ' ').to_string())
 }
 
@@ -176,7 +170,7 @@ pub fn to_uncompressed(part10: &[u8], target_ts: &str) -> Result<Vec<u8>, Transc
         .filter(|ts| !ts.is_unsupported())
         .ok_or_else(|| TranscodeError::UnsupportedSource(source_uid.clone()))?;
 
-    let has_pixels = obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_some();
+    let has_pixels = obj.get(tags::PIXEL_DATA).is_some();
     if source.is_encapsulated_pixel_data() && has_pixels {
         let original_pi = text(&obj, tags::PHOTOMETRIC_INTERPRETATION);
         obj.transcode(target)
@@ -224,19 +218,13 @@ fn fix_after_decode(obj: &mut DefaultDicomObject, source_uid: &str, original_pi:
     }
     // 8-bit samples: OB, even length (the decoder writes them as OW bytes).
     let bits_allocated = obj
-        .element_opt(tags::BITS_ALLOCATED)
-        .ok()
-        .flatten()
+        .get(tags::BITS_ALLOCATED)
         .and_then(|e| e.to_int::<u16>().ok());
     if bits_allocated == Some(8) {
-        let bytes = obj
-            .element_opt(tags::PIXEL_DATA)
-            .ok()
-            .flatten()
-            .and_then(|e| match e.value() {
-                Value::Primitive(PrimitiveValue::U8(v)) => Some(v.to_vec()),
-                _ => None,
-            });
+        let bytes = obj.get(tags::PIXEL_DATA).and_then(|e| match e.value() {
+            Value::Primitive(PrimitiveValue::U8(v)) => Some(v.to_vec()),
+            _ => None,
+        });
         if let Some(mut bytes) = bytes {
             if bytes.len() % 2 == 1 {
                 bytes.push(0);
@@ -249,9 +237,7 @@ fn fix_after_decode(obj: &mut DefaultDicomObject, source_uid: &str, original_pi:
         }
     }
     let samples = obj
-        .element_opt(tags::SAMPLES_PER_PIXEL)
-        .ok()
-        .flatten()
+        .get(tags::SAMPLES_PER_PIXEL)
         .and_then(|e| e.to_int::<u16>().ok())
         .unwrap_or(1);
     if samples > 1 {

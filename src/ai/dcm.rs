@@ -176,7 +176,7 @@ pub fn code_item(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
 
 /// A trimmed, non-empty string value.
 pub fn get_str(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    let e = obj.element_opt(tag).ok()??;
+    let e = obj.get(tag)?;
     let s = e.to_str().ok()?;
     let s = s.trim_matches(|c: char| c == ' ' || c == '\0').to_string();
     (!s.is_empty()).then_some(s)
@@ -184,7 +184,7 @@ pub fn get_str(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
 
 /// All numeric values of an element (DS, IS, FD, US, ...).
 pub fn get_f64s(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
-    let e = obj.element_opt(tag).ok()??;
+    let e = obj.get(tag)?;
     let v = e.to_multi_float64().ok()?;
     (!v.is_empty() && v.iter().all(|x| x.is_finite())).then_some(v)
 }
@@ -201,11 +201,7 @@ pub fn get_int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
 
 /// The items of a sequence element (empty when absent).
 pub fn get_items(obj: &InMemDicomObject, tag: Tag) -> &[InMemDicomObject] {
-    obj.element_opt(tag)
-        .ok()
-        .flatten()
-        .and_then(|e| e.items())
-        .unwrap_or(&[])
+    obj.get(tag).and_then(|e| e.items()).unwrap_or(&[])
 }
 
 /// Wraps a data set as a Part 10 object in explicit VR little endian.

@@ -92,7 +92,7 @@ pub fn pack_bits(frames: &[Vec<bool>]) -> Vec<u8> {
 }
 
 fn copy_or_empty(dst: &mut InMemDicomObject, src: &InMemDicomObject, tag: Tag, vr: VR) {
-    match src.element_opt(tag).ok().flatten() {
+    match src.get(tag) {
         Some(e) => {
             dst.put(e.clone());
         }
@@ -179,7 +179,7 @@ pub fn build_seg(
         tags::STUDY_DESCRIPTION,
         tags::PATIENT_AGE,
     ] {
-        if let Some(e) = source.element_opt(tag).ok().flatten() {
+        if let Some(e) = source.get(tag) {
             o.put(e.clone());
         }
     }

@@ -166,9 +166,7 @@ pub enum RenderError {
 
 /// The number of frames of an object (NumberOfFrames, 1 when absent or malformed).
 pub fn frame_count(obj: &DefaultDicomObject) -> u32 {
-    obj.element_opt(tags::NUMBER_OF_FRAMES)
-        .ok()
-        .flatten()
+    obj.get(tags::NUMBER_OF_FRAMES)
         .and_then(|e| e.to_int::<i64>().ok())
         .filter(|n| *n >= 1)
         .map(|n| n.min(u32::MAX as i64) as u32)
@@ -177,7 +175,7 @@ pub fn frame_count(obj: &DefaultDicomObject) -> u32 {
 
 /// Whether the object carries pixel data at all.
 pub fn has_pixel_data(obj: &DefaultDicomObject) -> bool {
-    obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_some()
+    obj.get(tags::PIXEL_DATA).is_some()
 }
 
 /// Render one frame of `obj` to encoded image bytes.
@@ -204,9 +202,7 @@ pub fn render_frame(
         });
     }
     let original_pi = obj
-        .element_opt(tags::PHOTOMETRIC_INTERPRETATION)
-        .ok()
-        .flatten()
+        .get(tags::PHOTOMETRIC_INTERPRETATION)
         .and_then(|e| e.to_str().ok().map(|s| s.trim().to_ascii_uppercase()))
         .unwrap_or_default();
     let ts = obj.meta().transfer_syntax().trim_end_matches('\0').trim();

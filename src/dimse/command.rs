@@ -74,21 +74,15 @@ impl Command {
         let obj = InMemDicomObject::read_dataset_with_ts(bytes, &ts)
             .map_err(|e| CommandError::Decode(e.to_string()))?;
         let field = obj
-            .element_opt(tags::COMMAND_FIELD)
-            .ok()
-            .flatten()
+            .get(tags::COMMAND_FIELD)
             .and_then(|e| e.to_int::<u16>().ok())
             .ok_or(CommandError::Missing("Command Field"))?;
         let message_id = obj
-            .element_opt(tags::MESSAGE_ID)
-            .ok()
-            .flatten()
+            .get(tags::MESSAGE_ID)
             .and_then(|e| e.to_int::<u16>().ok())
             .unwrap_or(0);
         let has_data_set = obj
-            .element_opt(tags::COMMAND_DATA_SET_TYPE)
-            .ok()
-            .flatten()
+            .get(tags::COMMAND_DATA_SET_TYPE)
             .and_then(|e| e.to_int::<u16>().ok())
             .map(|v| v != NO_DATA_SET)
             .unwrap_or(false);
@@ -102,18 +96,14 @@ impl Command {
 
     /// A string attribute of the command (UIDs with their padding removed).
     pub fn string(&self, tag: Tag) -> Option<String> {
-        let s = self.obj.element_opt(tag).ok().flatten()?.to_str().ok()?;
+        let s = self.obj.get(tag)?.to_str().ok()?;
         let s = s.trim_matches(|c: char| c == '\0' || c == ' ');
         (!s.is_empty()).then(|| s.to_string())
     }
 
     /// A US attribute of the command.
     pub fn u16(&self, tag: Tag) -> Option<u16> {
-        self.obj
-            .element_opt(tag)
-            .ok()
-            .flatten()
-            .and_then(|e| e.to_int::<u16>().ok())
+        self.obj.get(tag).and_then(|e| e.to_int::<u16>().ok())
     }
 }
 

@@ -30,13 +30,7 @@ pub const REASON_CLASS_INSTANCE_CONFLICT: u16 = 0x0119;
 const MAX_ACTION: usize = 16 << 20;
 
 fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    let s = obj
-        .element_opt(tag)
-        .ok()
-        .flatten()?
-        .to_str()
-        .ok()?
-        .to_string();
+    let s = obj.get(tag)?.to_str().ok()?.to_string();
     let s = s.trim_matches(|c: char| c == '\0' || c == ' ').to_string();
     (!s.is_empty()).then_some(s)
 }
@@ -139,9 +133,7 @@ pub async fn handle(
             .await;
     };
     let refs: Vec<(String, String)> = match request
-        .element_opt(tags::REFERENCED_SOP_SEQUENCE)
-        .ok()
-        .flatten()
+        .get(tags::REFERENCED_SOP_SEQUENCE)
         .map(|e| e.value())
     {
         Some(Value::Sequence(seq)) => seq

@@ -249,9 +249,7 @@ pub async fn resolve(
         Err(e) => return Ok(Err((status_for(&e), e.to_string()))),
     };
     let studies: Vec<String> = ident
-        .element_opt(tags::STUDY_INSTANCE_UID)
-        .ok()
-        .flatten()
+        .get(tags::STUDY_INSTANCE_UID)
         .and_then(|e| e.to_multi_str().ok().map(|v| v.to_vec()))
         .unwrap_or_default()
         .into_iter()

@@ -83,7 +83,7 @@ fn short(s: &str) -> String {
 
 /// A trimmed text value, `None` when absent or empty.
 fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
-    let el = obj.element_opt(tag).ok().flatten()?;
+    let el = obj.get(tag)?;
     let s = el.to_str().ok()?;
     let s = s.trim_matches(|c: char| c == '\0' || c == ' ');
     (!s.is_empty()).then(|| s.to_string())
@@ -103,7 +103,7 @@ fn time(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
 }
 
 fn int(obj: &DefaultDicomObject, tag: Tag) -> Option<i32> {
-    let el = obj.element_opt(tag).ok().flatten()?;
+    let el = obj.get(tag)?;
     el.to_int::<i32>().ok()
 }
 

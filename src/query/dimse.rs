@@ -37,9 +37,7 @@ pub fn parse_identifier(
     rules: IdentifierRules,
 ) -> Result<Query, QueryError> {
     let level_el = obj
-        .element_opt(tags::QUERY_RETRIEVE_LEVEL)
-        .ok()
-        .flatten()
+        .get(tags::QUERY_RETRIEVE_LEVEL)
         .ok_or(QueryError::MissingLevel)?;
     let level = Level::parse(&text_of(level_el)).ok_or(QueryError::BadLevel)?;
     if rules.model == InformationModel::StudyRoot && level == Level::Patient {

@@ -308,7 +308,7 @@ pub async fn fill(
 pub fn extract(obj: &InMemDicomObject) -> Vec<SequenceValue> {
     let mut out = Vec::new();
     for seq in SEQUENCES {
-        let Some(el) = obj.element_opt(seq.tag).ok().flatten() else {
+        let Some(el) = obj.get(seq.tag) else {
             continue;
         };
         let Value::Sequence(s) = el.value() else {
@@ -316,7 +316,7 @@ pub fn extract(obj: &InMemDicomObject) -> Vec<SequenceValue> {
         };
         for (n, it) in s.items().iter().enumerate() {
             for attr in seq.items {
-                let Some(v) = it.element_opt(attr.tag).ok().flatten() else {
+                let Some(v) = it.get(attr.tag) else {
                     continue;
                 };
                 let Ok(text) = v.to_str() else { continue };
