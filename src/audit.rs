@@ -200,15 +200,11 @@ impl AuditEvent {
     }
 }
 
-enum Msg {
-    Event(Box<AuditEvent>),
-    Flush(oneshot::Sender<()>),
-}
-
 /// Handle to the audit writer; cheap to clone.
 #[derive(Clone)]
 pub struct Audit {
-    tx: mpsc::Sender<Msg>,
+    events: mpsc::Sender<Box<AuditEvent>>,
+    flushes: mpsc::Sender<oneshot::Sender<()>>,
 }
 
 /// Events queued before `record` waits for the writer (back-pressure, never loss).
@@ -222,14 +218,15 @@ impl Audit {
     /// Start the writer task on the current runtime. It runs until every handle
     /// is dropped, writing whatever is still queued first.
     pub fn start(db: DatabaseConnection) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(db, rx));
-        Self { tx }
+        let (events, rx) = mpsc::channel(QUEUE);
+        let (flushes, flush_rx) = mpsc::channel(64);
+        tokio::spawn(writer(db, rx, flush_rx));
+        Self { events, flushes }
     }
 
     /// Record one event (queued; committed shortly after, in order).
     pub async fn record(&self, event: AuditEvent) {
-        if self.tx.send(Msg::Event(Box::new(event))).await.is_err() {
+        if self.events.send(Box::new(event)).await.is_err() {
             tracing::error!("audit writer has stopped; an audit event was not recorded");
         }
     }
@@ -237,55 +234,130 @@ impl Audit {
     /// Wait until every event recorded before this call is committed.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Msg::Flush(done)).await.is_ok() {
+        if self.flushes.send(done).await.is_ok() {
             let _ = wait.await;
         }
     }
 }
 
-async fn writer(db: DatabaseConnection, mut rx: mpsc::Receiver<Msg>) {
+async fn writer(
+    db: DatabaseConnection,
+    mut events: mpsc::Receiver<Box<AuditEvent>>,
+    mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
+) {
     let mut batch: Vec<AuditEvent> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        // Collect for up to LINGER (or until a flush or a full batch), so a stream of
-        // accesses (C-STORE per instance) costs one transaction per burst, not per event.
-        let deadline = tokio::time::Instant::now() + LINGER;
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Event(e) => batch.push(*e),
-                Msg::Flush(w) => waiters.push(w),
+    loop {
+        // Idle until an event or a flush arrives.
+        let open = tokio::select! {
+            e = events.recv() => e.map(|e| batch.push(*e)).is_some(),
+            f = flushes.recv() => f.map(|w| waiters.push(w)).is_some(),
+        };
+        // Linger so that a stream of accesses (C-STORE per instance, a viewer's
+        // requests) costs one transaction per burst. Events arriving meanwhile wait in
+        // the channel without waking the writer; only a flush cuts the wait short.
+        if open && waiters.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(LINGER) => {}
+                f = flushes.recv() => waiters.extend(f),
             }
-            if batch.len() >= BATCH {
-                break;
-            }
-            next = match rx.try_recv() {
-                Ok(m) => Some(m),
-                Err(_) if waiters.is_empty() => tokio::time::timeout_at(deadline, rx.recv())
-                    .await
-                    .ok()
-                    .flatten(),
-                Err(_) => None,
-            };
         }
-        let mut attempt = 0u32;
-        while !batch.is_empty() {
-            match repo::append(&db, &batch).await {
-                Ok(()) => batch.clear(),
-                Err(e) if attempt < 10 => {
-                    attempt += 1;
-                    tracing::warn!(error = %e, attempt, "audit write failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)))
-                        .await;
+        // Flushes taken now are answered after every event queued before them.
+        while let Ok(w) = flushes.try_recv() {
+            waiters.push(w);
+        }
+        loop {
+            while batch.len() < BATCH {
+                match events.try_recv() {
+                    Ok(e) => batch.push(*e),
+                    Err(_) => break,
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, events = batch.len(), "audit events could not be written");
-                    batch.clear();
-                }
+            }
+            let full = batch.len() >= BATCH;
+            write_batch(&db, &mut batch).await;
+            if !full {
+                break;
             }
         }
         for w in waiters.drain(..) {
             let _ = w.send(());
+        }
+        if !open {
+            // Every handle is gone and what was queued is written.
+            return;
+        }
+    }
+}
+
+/// Append `batch` in one transaction (retrying a failing database for a while),
+/// leaving it empty.
+async fn write_batch(db: &DatabaseConnection, batch: &mut Vec<AuditEvent>) {
+    let mut attempt = 0u32;
+    while !batch.is_empty() {
+        match repo::append(db, batch).await {
+            Ok(()) => batch.clear(),
+            Err(e) if attempt < 10 => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "audit write failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)))
+                    .await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = batch.len(), "audit events could not be written");
+                batch.clear();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn rows(db: &DatabaseConnection) -> usize {
+        let f = repo::AuditFilter {
+            limit: 100_000,
+            ..Default::default()
+        };
+        repo::list(db, &f).await.unwrap().len()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn flush_waits_for_everything_recorded_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/a.db", dir.path().display());
+        let db = crate::db::open(&url, 2).await.unwrap();
+        let audit = Audit::start(db.clone());
+        // More than one transaction's worth, from several tasks at once.
+        let mut tasks = Vec::new();
+        for t in 0..4 {
+            let a = audit.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..(BATCH / 2 + 7) {
+                    a.record(AuditEvent::new(Surface::Dimse, "store").detail(&format!("{t}/{i}")))
+                        .await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        audit.flush().await;
+        assert_eq!(rows(&db).await, 4 * (BATCH / 2 + 7));
+        // Events recorded after a flush are written too, and dropping the last handle
+        // writes what is still queued.
+        audit.record(AuditEvent::new(Surface::Api, "login")).await;
+        audit.flush().await;
+        assert_eq!(rows(&db).await, 4 * (BATCH / 2 + 7) + 1);
+        audit.record(AuditEvent::new(Surface::Api, "logout")).await;
+        drop(audit);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while rows(&db).await < 4 * (BATCH / 2 + 7) + 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "queued event lost at drop"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 }
