@@ -334,7 +334,7 @@ mod tests {
             let a = audit.clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0..(BATCH / 2 + 7) {
-                    a.record(AuditEvent::new(Surface::Dimse, "store").detail(&format!("{t}/{i}")))
+                    a.record(AuditEvent::new(Surface::Dimse, "store").detail(format!("{t}/{i}")))
                         .await;
                 }
             }));
