@@ -17,6 +17,8 @@
 
 use rayon::prelude::*;
 
+use super::cpu_ops::SyncPtr;
+
 /// Output planes per task: one slab of `PLANES + kd - 1` padded input planes.
 const PLANES: usize = 2;
 
@@ -115,7 +117,7 @@ fn run<I: Isa>(x: &[f32], wt: &[f32], g: Dims, out: &mut [f32]) {
     let rows = oh + kh - 1;
     let plane = rows * row;
     let ovox = od * oh * ow;
-    let out_ptr = SendPtr(out.as_mut_ptr());
+    let out_ptr = SyncPtr(out.as_mut_ptr());
     let chunks = od.div_ceil(PLANES);
     (0..chunks).into_par_iter().for_each_init(
         || {
@@ -219,18 +221,6 @@ fn fill_slab(slab: &mut [f32], x: &[f32], g: &Dims, z0: usize, np: usize, row: u
                 drow[p + n..].fill(0.0);
             }
         }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: tasks write disjoint output planes (see `run`); the buffer outlives them.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 

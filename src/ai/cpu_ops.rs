@@ -14,15 +14,15 @@ const TILE_ELEMS: usize = 1 << 20;
 
 /// Raw output pointer shared by tiles that write disjoint regions.
 #[derive(Clone, Copy)]
-struct SyncPtr(*mut f32);
-// SAFETY: every tile writes a disjoint set of output elements (see `Conv3d::cpu_fwd`),
-// and the buffer outlives the parallel loop.
+pub(super) struct SyncPtr(pub(super) *mut f32);
+// SAFETY: each user's parallel tasks write disjoint output elements (`Conv3d::cpu_fwd`,
+// `cpu_conv::run`), and the buffer outlives the parallel loop.
 unsafe impl Send for SyncPtr {}
 unsafe impl Sync for SyncPtr {}
 
 impl SyncPtr {
     /// The pointer (a method, so closures capture the whole `Send` wrapper).
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -183,13 +183,7 @@ impl CustomOp2 for Conv3d {
         } else if self.stride != 1 {
             bail!("glia-conv3d backward: stride 1 or 2 only");
         }
-        let gx = g.contiguous()?.apply_op2_no_bwd(
-            &wf,
-            &Conv3d {
-                stride: 1,
-                pad: k - 1 - self.pad,
-            },
-        )?;
+        let gx = conv3d(&g, &wf, 1, k - 1 - self.pad)?;
         let gx = gx.narrow(2, 0, d)?.narrow(3, 0, h)?.narrow(4, 0, wd)?;
         let gw = grad.contiguous()?.apply_op2_no_bwd(
             &x.contiguous()?,
