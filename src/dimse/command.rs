@@ -70,6 +70,9 @@ fn text_value(s: &str) -> PrimitiveValue {
 impl Command {
     /// Decode a command set received in Command PDVs.
     pub fn decode(bytes: &[u8]) -> Result<Self, CommandError> {
+        // Every declared length must fit before the parser allocates it.
+        crate::ingest::structure::check_data_set(bytes, IMPLICIT_VR_LITTLE_ENDIAN.uid())
+            .map_err(|e| CommandError::Decode(format!("command set structure: {e}")))?;
         let ts = IMPLICIT_VR_LITTLE_ENDIAN.erased();
         let obj = InMemDicomObject::read_dataset_with_ts(bytes, &ts)
             .map_err(|e| CommandError::Decode(e.to_string()))?;
@@ -195,5 +198,17 @@ mod tests {
         assert_eq!(&bytes[0..4], &[0, 0, 0, 0]);
         let gl = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
         assert_eq!(gl, bytes.len() - 12);
+    }
+
+    #[test]
+    fn a_declared_length_beyond_the_command_set_is_refused_before_parsing() {
+        let mut bytes = CommandBuilder::response_to(field::C_ECHO_RSP, 1)
+            .us(tags::STATUS, 0)
+            .encode();
+        // (0000,0902) Error Comment declaring 3.75 GiB, with no value.
+        bytes.extend([0x00, 0x00, 0x02, 0x09]);
+        bytes.extend(0xF000_0000u32.to_le_bytes());
+        let err = Command::decode(&bytes).unwrap_err();
+        assert!(err.to_string().contains("structure"), "{err}");
     }
 }

@@ -23,6 +23,11 @@ pub fn decode_identifier(pc: &AcceptedContext, bytes: &[u8]) -> Result<InMemDico
     let ts = TransferSyntaxRegistry
         .get(&pc.transfer_syntax)
         .ok_or_else(|| "unknown transfer syntax".to_string())?;
+    // Every declared length must fit before the parser allocates it.
+    match crate::ingest::structure::check_data_set(bytes, &pc.transfer_syntax) {
+        Ok(()) | Err(crate::ingest::layout::LayoutError::Deflated) => {}
+        Err(e) => return Err(format!("identifier structure: {e}")),
+    }
     InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| {
         let msg = e.to_string();
         msg.lines().next().unwrap_or("").chars().take(60).collect()

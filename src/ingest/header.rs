@@ -1,14 +1,16 @@
 //! Parsing and validating a spooled Part 10 object into an `InstanceRecord`.
 //!
-//! Synchronous (call from `spawn_blocking`). The whole object is parsed, so a
-//! truncated or structurally broken data set is caught here, before anything is stored.
+//! Synchronous (call from `spawn_blocking`). The whole object is checked (parsed, or
+//! its header parsed and its structure walked), so a truncated or structurally broken
+//! data set is caught here, before anything is stored.
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
 
-use super::layout::{self, FrameInfo};
+use super::layout::{self, FrameInfo, LastElement, LayoutError};
 use super::spool::SpoolFile;
+use super::structure;
 use super::uid::check_uid;
 use super::{IngestContext, IngestError};
 use crate::db::InstanceRecord;
@@ -17,7 +19,47 @@ use crate::dicom_json;
 /// Parse a spooled object and validate it against `ctx`; precompute the DICOMweb
 /// metadata and the byte layout of large values (values over `bulk_threshold` bytes
 /// become BulkDataURIs).
+///
+/// An object held in memory whose last element is its pixel data is parsed only up
+/// to the pixel data: the structural walk that computes the layout already proves
+/// that every value, the pixel data's included, lies inside the object, so the pixel
+/// bytes are neither decoded nor copied. Anything else (and any doubt) takes the full
+/// parse, [`parse_and_validate_full`], which gives the same record. Before either, the
+/// object's structure is checked (`structure::check_structure_bytes`), so a value whose
+/// declared length runs past the end of the object is refused before the parser would
+/// allocate it.
 pub fn parse_and_validate(
+    file: &SpoolFile,
+    ctx: &IngestContext,
+    bulk_threshold: u64,
+) -> Result<InstanceRecord, IngestError> {
+    // Structure first: the parser allocates every value at its declared length, so a
+    // small object declaring a huge value must not reach it.
+    let checked = match (file.bytes(), file.path()) {
+        (Some(bytes), _) => structure::check_structure_bytes(bytes),
+        (None, Some(path)) => structure::check_structure_file(path),
+        (None, None) => return Err(IngestError::Io("spool object already consumed".into())),
+    };
+    match checked {
+        Ok(()) | Err(LayoutError::Deflated) => {}
+        Err(LayoutError::Malformed(at)) => {
+            return Err(IngestError::Unreadable(format!(
+                "malformed data set: the element at byte {at} does not fit in the object \
+                 (truncated or corrupt)"
+            )))
+        }
+        Err(LayoutError::Io(e)) => return Err(IngestError::Io(e.to_string())),
+    }
+    if let Some(bytes) = file.bytes() {
+        if let Some(rec) = parse_before_pixels(bytes, ctx, bulk_threshold)? {
+            return Ok(rec);
+        }
+    }
+    parse_and_validate_full(file, ctx, bulk_threshold)
+}
+
+/// [`parse_and_validate`] by parsing the whole object (the reference behaviour).
+pub fn parse_and_validate_full(
     file: &SpoolFile,
     ctx: &IngestContext,
     bulk_threshold: u64,
@@ -32,22 +74,81 @@ pub fn parse_and_validate(
         (None, None) => return Err(IngestError::Io("spool object already consumed".into())),
     };
     let mut rec = record_from_object(&obj, size as i64, ctx)?;
-    precompute_web(&mut rec, &obj, file, bulk_threshold);
+    rec.metadata = Some(metadata_json(&rec, &obj, bulk_threshold));
+    let info = frame_info(&obj);
+    let scanned = match (file.bytes(), file.path()) {
+        (Some(bytes), _) => layout::scan_bytes(bytes, bulk_threshold, info).map(|(l, _)| l),
+        (None, Some(path)) => layout::scan(path, bulk_threshold, info),
+        (None, None) => return Ok(rec),
+    };
+    match scanned {
+        Ok(l) => rec.layout = serde_json::to_string(&l).ok(),
+        Err(e) => tracing::debug!(error = %e, "no byte layout for this object"),
+    }
     Ok(rec)
 }
 
-/// WADO-RS metadata and layout of an accepted object. A layout that cannot be
-/// computed (deflated data set) is left out: such objects are served by parsing.
-fn precompute_web(
-    rec: &mut InstanceRecord,
-    obj: &DefaultDicomObject,
-    file: &SpoolFile,
+/// The header-only parse of [`parse_and_validate`] for an object held in memory;
+/// `Ok(None)` when it does not apply (take the full parse).
+pub fn parse_before_pixels(
+    bytes: &[u8],
+    ctx: &IngestContext,
     threshold: u64,
-) {
-    let instance_path = format!(
+) -> Result<Option<InstanceRecord>, IngestError> {
+    let Ok(obj) = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(bytes)
+    else {
+        return Ok(None);
+    };
+    let Ok((layout, Some(last))) = layout::scan_bytes(bytes, threshold, frame_info(&obj)) else {
+        return Ok(None);
+    };
+    // Pixel data last, with an explicit VR (the JSON names it) and a value.
+    let pixel_vr = match last {
+        LastElement {
+            tag: PIXEL_DATA,
+            vr: Some(_),
+            length: None,
+        } => "OB",
+        LastElement {
+            tag: PIXEL_DATA,
+            vr: Some(ref vr),
+            length: Some(n),
+        } if n > 0 && matches!(vr, b"OB" | b"OW") => std::str::from_utf8(vr).unwrap_or("OB"),
+        _ => return Ok(None),
+    };
+    let mut rec = record_from_object(&obj, bytes.len() as i64, ctx)?;
+    let mut json = metadata_json(&rec, &obj, threshold);
+    // The object holds at least the four UIDs, so the JSON is `{…}` with members.
+    if json.len() > 2 && json.ends_with('}') {
+        json.pop();
+        let path = instance_path(&rec);
+        json.push_str(&format!(
+            ",\"7FE00010\":{{\"vr\":\"{pixel_vr}\",\"BulkDataURI\":\"{}\"}}}}",
+            dicom_json::bulk_uri(&path, tags::PIXEL_DATA)
+        ));
+    } else {
+        return Ok(None);
+    }
+    rec.metadata = Some(json);
+    rec.layout = serde_json::to_string(&layout).ok();
+    Ok(Some(rec))
+}
+
+const PIXEL_DATA: u32 = 0x7FE0_0010;
+
+/// The DICOMweb path of an instance (BulkDataURIs are relative to it).
+fn instance_path(rec: &InstanceRecord) -> String {
+    format!(
         "/studies/{}/series/{}/instances/{}",
         rec.study_instance_uid, rec.series_instance_uid, rec.sop_instance_uid
-    );
+    )
+}
+
+/// WADO-RS metadata of an accepted object.
+fn metadata_json(rec: &InstanceRecord, obj: &DefaultDicomObject, threshold: u64) -> String {
+    let instance_path = instance_path(rec);
     let mut json = String::with_capacity(4096);
     dicom_json::write_dataset(
         &mut json,
@@ -57,22 +158,17 @@ fn precompute_web(
             instance_path: Some(&instance_path),
         },
     );
-    rec.metadata = Some(json);
-    let info = FrameInfo {
+    json
+}
+
+/// The image attributes the frame split of the layout needs.
+fn frame_info(obj: &DefaultDicomObject) -> FrameInfo {
+    FrameInfo {
         rows: int(obj, tags::ROWS).unwrap_or(0).max(0) as u32,
         columns: int(obj, tags::COLUMNS).unwrap_or(0).max(0) as u32,
         samples_per_pixel: int(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1).max(1) as u32,
         bits_allocated: int(obj, tags::BITS_ALLOCATED).unwrap_or(0).max(0) as u32,
         number_of_frames: int(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u32,
-    };
-    let scanned = match (file.bytes(), file.path()) {
-        (Some(bytes), _) => layout::scan_bytes(bytes, threshold, info),
-        (None, Some(path)) => layout::scan(path, threshold, info),
-        (None, None) => return,
-    };
-    match scanned {
-        Ok(l) => rec.layout = serde_json::to_string(&l).ok(),
-        Err(e) => tracing::debug!(error = %e, "no byte layout for this object"),
     }
 }
 

@@ -14,15 +14,15 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-const PIXEL_DATA: u32 = 0x7FE0_0010;
+pub(super) const PIXEL_DATA: u32 = 0x7FE0_0010;
 const FLOAT_PIXEL_DATA: u32 = 0x7FE0_0008;
 const DOUBLE_PIXEL_DATA: u32 = 0x7FE0_0009;
-const ITEM: u32 = 0xFFFE_E000;
-const ITEM_END: u32 = 0xFFFE_E00D;
-const SEQ_END: u32 = 0xFFFE_E0DD;
-const UNDEFINED: u32 = 0xFFFF_FFFF;
+pub(super) const ITEM: u32 = 0xFFFE_E000;
+pub(super) const ITEM_END: u32 = 0xFFFE_E00D;
+pub(super) const SEQ_END: u32 = 0xFFFE_E0DD;
+pub(super) const UNDEFINED: u32 = 0xFFFF_FFFF;
 /// Nesting deeper than this is refused as malformed (stack safety).
-const MAX_DEPTH: usize = 32;
+pub(super) const MAX_DEPTH: usize = 32;
 
 /// Byte ranges of an object's large values, offsets relative to the blob's start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,29 +79,54 @@ pub enum LayoutError {
 const WINDOW: usize = 64 << 10;
 
 /// What a walk reads: a spool/blob file, or an object held in memory.
-enum Source<'a> {
+pub(super) enum Source<'a> {
     File(File),
     Bytes(&'a [u8]),
 }
 
-struct Walker<'a> {
+pub(super) struct Walker<'a> {
     src: Source<'a>,
-    len: u64,
+    pub(super) len: u64,
     /// `(offset, bytes)` of the last window read.
     window: std::cell::RefCell<(u64, Vec<u8>)>,
-    explicit: bool,
-    big_endian: bool,
+    pub(super) explicit: bool,
+    pub(super) big_endian: bool,
 }
 
-struct Header {
-    tag: u32,
-    vr: [u8; 2],
-    length: u32,
+pub(super) struct Header {
+    pub(super) tag: u32,
+    pub(super) vr: [u8; 2],
+    pub(super) length: u32,
     /// Offset of the value.
-    value: u64,
+    pub(super) value: u64,
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
+    /// A walker over a data set in the given encoding.
+    pub(super) fn new(src: Source<'a>, len: u64, explicit: bool, big_endian: bool) -> Self {
+        Walker {
+            src,
+            len,
+            window: std::cell::RefCell::new((0, Vec::new())),
+            explicit,
+            big_endian,
+        }
+    }
+
+    /// A walker over a Part 10 object set to its data set's encoding, and the position
+    /// of the data set (after the file meta group). Deflated data sets: `Deflated`.
+    pub(super) fn part10(src: Source<'a>, len: u64) -> Result<(Self, u64), LayoutError> {
+        let mut w = Self::new(src, len, true, false);
+        let (pos, ts) = meta_group(&w, len)?;
+        match ts.as_str() {
+            "1.2.840.10008.1.2" => w.explicit = false,
+            "1.2.840.10008.1.2.2" => w.big_endian = true,
+            "1.2.840.10008.1.2.1.99" => return Err(LayoutError::Deflated),
+            _ => {}
+        }
+        Ok((w, pos))
+    }
+
     fn read(&self, pos: u64, buf: &mut [u8]) -> Result<(), LayoutError> {
         if pos + buf.len() as u64 > self.len {
             return Err(LayoutError::Malformed(pos));
@@ -149,7 +174,7 @@ impl Walker<'_> {
     }
 
     /// Read an element (or item/delimiter) header at `pos`.
-    fn header(&self, pos: u64, explicit: bool, be: bool) -> Result<Header, LayoutError> {
+    pub(super) fn header(&self, pos: u64, explicit: bool, be: bool) -> Result<Header, LayoutError> {
         let mut b = [0u8; 8];
         self.read(pos, &mut b)?;
         let group = self.u16([b[0], b[1]], be);
@@ -164,22 +189,33 @@ impl Walker<'_> {
             });
         }
         let vr = [b[4], b[5]];
-        if matches!(
+        // The VRs with a 2-byte length; any other (unknown VRs too, which the parser
+        // reads as UN) has 2 reserved bytes and a 4-byte length.
+        let short = matches!(
             &vr,
-            b"OB"
-                | b"OD"
-                | b"OF"
-                | b"OL"
-                | b"OV"
-                | b"OW"
-                | b"SQ"
-                | b"UC"
-                | b"UR"
-                | b"UT"
-                | b"UN"
-                | b"SV"
-                | b"UV"
-        ) {
+            b"AE"
+                | b"AS"
+                | b"AT"
+                | b"CS"
+                | b"DA"
+                | b"DS"
+                | b"DT"
+                | b"FL"
+                | b"FD"
+                | b"IS"
+                | b"LO"
+                | b"LT"
+                | b"PN"
+                | b"SH"
+                | b"SL"
+                | b"SS"
+                | b"ST"
+                | b"TM"
+                | b"UI"
+                | b"UL"
+                | b"US"
+        );
+        if !short {
             let mut l = [0u8; 4];
             self.read(pos + 8, &mut l)?;
             Ok(Header {
@@ -236,64 +272,54 @@ impl Walker<'_> {
     }
 }
 
+/// The last top-level element of a walked data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastElement {
+    /// Its tag (`group << 16 | element`).
+    pub tag: u32,
+    /// Its VR as written, `None` in implicit VR.
+    pub vr: Option<[u8; 2]>,
+    /// Value length; `None` when undefined (a sequence or encapsulated pixel data).
+    pub length: Option<u64>,
+}
+
 /// Walk the Part 10 file at `path`. Values longer than `threshold` bytes are listed.
 pub fn scan(path: &Path, threshold: u64, info: FrameInfo) -> Result<Layout, LayoutError> {
     let file = File::open(path)?;
     let len = file.metadata()?.len();
-    walk(Source::File(file), len, threshold, info)
+    walk(Source::File(file), len, threshold, info).map(|(l, _)| l)
 }
 
-/// [`scan`] over an object held in memory.
-pub fn scan_bytes(bytes: &[u8], threshold: u64, info: FrameInfo) -> Result<Layout, LayoutError> {
+/// [`scan`] over an object held in memory, also naming its last top-level element
+/// (`None` for an empty data set). A successful walk means every element's value lies
+/// inside `bytes`: the object is not truncated.
+pub fn scan_bytes(
+    bytes: &[u8],
+    threshold: u64,
+    info: FrameInfo,
+) -> Result<(Layout, Option<LastElement>), LayoutError> {
     walk(Source::Bytes(bytes), bytes.len() as u64, threshold, info)
 }
 
-fn walk(src: Source<'_>, len: u64, threshold: u64, info: FrameInfo) -> Result<Layout, LayoutError> {
-    let mut w = Walker {
-        src,
-        len,
-        window: std::cell::RefCell::new((0, Vec::new())),
-        explicit: true,
-        big_endian: false,
-    };
-    // Preamble + DICM, or a bare meta group.
-    let mut magic = [0u8; 4];
-    let mut pos = if len >= 132 && w.read(128, &mut magic).is_ok() && &magic == b"DICM" {
-        132
-    } else {
-        0
-    };
-    // File meta group: explicit VR little endian.
-    let mut ts = String::new();
-    loop {
-        if pos >= len {
-            break;
-        }
-        let h = w.header(pos, true, false)?;
-        if h.tag >> 16 != 0x0002 {
-            break;
-        }
-        if h.tag == 0x0002_0010 {
-            let mut b = vec![0u8; h.length as usize];
-            w.read(h.value, &mut b)?;
-            ts = String::from_utf8_lossy(&b)
-                .trim_end_matches(['\0', ' '])
-                .to_string();
-        }
-        pos = h.value + u64::from(h.length);
-    }
-    match ts.as_str() {
-        "1.2.840.10008.1.2" => w.explicit = false,
-        "1.2.840.10008.1.2.2" => w.big_endian = true,
-        "1.2.840.10008.1.2.1.99" => return Err(LayoutError::Deflated),
-        _ => {}
-    }
+fn walk(
+    src: Source<'_>,
+    len: u64,
+    threshold: u64,
+    info: FrameInfo,
+) -> Result<(Layout, Option<LastElement>), LayoutError> {
+    let (w, mut pos) = Walker::part10(src, len)?;
     let mut layout = Layout {
         bulk: Vec::new(),
         pixel: None,
     };
+    let mut last = None;
     while pos < len {
         let h = w.header(pos, w.explicit, w.big_endian)?;
+        last = Some(LastElement {
+            tag: h.tag,
+            vr: w.explicit.then_some(h.vr),
+            length: (h.length != UNDEFINED).then_some(u64::from(h.length)),
+        });
         if h.tag == PIXEL_DATA && h.length == UNDEFINED {
             let (frames, end) = encapsulated(&w, h.value, info.number_of_frames.max(1))?;
             layout.pixel = frames.map(|frames| PixelLayout::Encapsulated { frames });
@@ -328,12 +354,43 @@ fn walk(src: Source<'_>, len: u64, threshold: u64, info: FrameInfo) -> Result<La
         }
         pos = h.value + length;
     }
-    Ok(layout)
+    Ok((layout, last))
+}
+
+/// Skip the preamble and the file meta group (explicit VR little endian): the
+/// position of the data set and the transfer syntax UID.
+fn meta_group(w: &Walker, len: u64) -> Result<(u64, String), LayoutError> {
+    // Preamble + DICM, or a bare meta group.
+    let mut magic = [0u8; 4];
+    let mut pos = if len >= 132 && w.read(128, &mut magic).is_ok() && &magic == b"DICM" {
+        132
+    } else {
+        0
+    };
+    let mut ts = String::new();
+    while pos < len {
+        let h = w.header(pos, true, false)?;
+        if h.tag >> 16 != 0x0002 {
+            break;
+        }
+        if h.length == UNDEFINED || h.value + u64::from(h.length) > len {
+            return Err(LayoutError::Malformed(pos));
+        }
+        if h.tag == 0x0002_0010 {
+            let mut b = vec![0u8; h.length as usize];
+            w.read(h.value, &mut b)?;
+            ts = String::from_utf8_lossy(&b)
+                .trim_end_matches(['\0', ' '])
+                .to_string();
+        }
+        pos = h.value + u64::from(h.length);
+    }
+    Ok((pos, ts))
 }
 
 /// The items of encapsulated pixel data starting at `pos`: frames (when they can be
 /// located) and the position after the sequence delimiter.
-fn encapsulated(
+pub(super) fn encapsulated(
     w: &Walker,
     mut pos: u64,
     frames: u32,

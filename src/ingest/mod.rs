@@ -9,6 +9,7 @@
 pub mod header;
 pub mod layout;
 pub mod spool;
+pub mod structure;
 pub mod uid;
 
 use std::sync::Arc;
