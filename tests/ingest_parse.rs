@@ -81,6 +81,22 @@ async fn header_only_parse_matches_full_parse_or_steps_aside() {
     let rec = parse_and_validate(&padded, &ctx, 1024).unwrap();
     assert!(rec.metadata.unwrap().contains("\"FFFCFFFC\""));
 
+    // Out of order: an element with a higher tag written before the pixel data. The
+    // header-only parse would stop at it; it steps aside and the element is kept.
+    let at = bytes
+        .windows(6)
+        .position(|w| w == b"\xe0\x7f\x10\x00OW")
+        .expect("pixel data header");
+    let mut unordered = bytes[..at].to_vec();
+    unordered.extend_from_slice(b"\xe1\x7f\x10\x00LO\x04\x00GLIA");
+    unordered.extend_from_slice(&bytes[at..]);
+    let unordered = in_memory(&spool, &unordered).await;
+    assert!(parse_before_pixels(unordered.bytes().unwrap(), &ctx, 1024)
+        .unwrap()
+        .is_none());
+    let rec = parse_and_validate(&unordered, &ctx, 1024).unwrap();
+    assert!(rec.metadata.unwrap().contains("\"7FE10010\""));
+
     // A validation failure is the same failure on both paths.
     let mismatch = IngestContext {
         expected_sop_class_uid: Some("1.2.3".into()),

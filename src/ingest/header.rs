@@ -89,7 +89,8 @@ pub fn parse_and_validate_full(
 }
 
 /// The header-only parse of [`parse_and_validate`] for an object held in memory;
-/// `Ok(None)` when it does not apply (take the full parse).
+/// `Ok(None)` when it does not apply (take the full parse). Call it only on bytes
+/// that passed `structure::check_structure_bytes` (as `parse_and_validate` does).
 pub fn parse_before_pixels(
     bytes: &[u8],
     ctx: &IngestContext,
@@ -104,17 +105,23 @@ pub fn parse_before_pixels(
     let Ok((layout, Some(last))) = layout::scan_bytes(bytes, threshold, frame_info(&obj)) else {
         return Ok(None);
     };
-    // Pixel data last, with an explicit VR (the JSON names it) and a value.
+    // Pixel data last, with an explicit VR (the JSON names it) and a value, and every
+    // element before it parsed (not so when elements are out of order or repeated).
+    if obj.iter().count() != last.index {
+        return Ok(None);
+    }
     let pixel_vr = match last {
         LastElement {
             tag: PIXEL_DATA,
             vr: Some(_),
             length: None,
+            ..
         } => "OB",
         LastElement {
             tag: PIXEL_DATA,
             vr: Some(ref vr),
             length: Some(n),
+            ..
         } if n > 0 && matches!(vr, b"OB" | b"OW") => std::str::from_utf8(vr).unwrap_or("OB"),
         _ => return Ok(None),
     };

@@ -281,6 +281,8 @@ pub struct LastElement {
     pub vr: Option<[u8; 2]>,
     /// Value length; `None` when undefined (a sequence or encapsulated pixel data).
     pub length: Option<u64>,
+    /// How many top-level elements precede it in the data set.
+    pub index: usize,
 }
 
 /// Walk the Part 10 file at `path`. Values longer than `threshold` bytes are listed.
@@ -313,13 +315,16 @@ fn walk(
         pixel: None,
     };
     let mut last = None;
+    let mut index = 0;
     while pos < len {
         let h = w.header(pos, w.explicit, w.big_endian)?;
         last = Some(LastElement {
             tag: h.tag,
             vr: w.explicit.then_some(h.vr),
             length: (h.length != UNDEFINED).then_some(u64::from(h.length)),
+            index,
         });
+        index += 1;
         if h.tag == PIXEL_DATA && h.length == UNDEFINED {
             let (frames, end) = encapsulated(&w, h.value, info.number_of_frames.max(1))?;
             layout.pixel = frames.map(|frames| PixelLayout::Encapsulated { frames });
