@@ -36,6 +36,17 @@ pub struct AppState {
     pub auth: crate::auth::AuthService,
 }
 
+impl AppState {
+    /// The last step of a run (`serve` after the listeners drained, `import`):
+    /// commit the audit events still queued, then close the index database.
+    pub async fn close(&self) {
+        self.audit.flush().await;
+        if let Err(e) = self.repo.close().await {
+            tracing::warn!(error = %e, "closing the index database failed");
+        }
+    }
+}
+
 /// Errors during start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -90,7 +101,9 @@ pub async fn open_state(config: Config) -> Result<AppState, StartError> {
     }
 
     let metrics = Arc::new(Metrics::new());
-    let repo = IndexRepo::new(conn);
+    let repo = IndexRepo::new(conn)
+        .with_sqlite_writer(&config.database.url)
+        .await?;
     let folded = repo.backfill_fuzzy_names().await?;
     if folded > 0 {
         tracing::info!(rows = folded, "person names folded for fuzzy matching");

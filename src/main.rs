@@ -149,17 +149,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 glia::app::shutdown_signal().await;
                 token.cancel();
             });
+            let state = node.state.clone();
             node.wait().await;
+            state.close().await;
             tracing::info!("stopped");
         }
         Command::Migrate => {
             let conn = glia::db::connect(&config.database.url, 1).await?;
             glia::db::migrate(&conn).await?;
+            conn.close().await?;
             tracing::info!("migrations applied");
         }
         Command::Import { paths, parallel } => {
             let state = glia::app::open_state(config).await?;
             let summary = glia::import::run(&state.ingestor, &paths, parallel, true).await;
+            state.close().await;
             println!(
                 "stored: {}  duplicate: {}  rejected: {}",
                 summary.stored,
@@ -206,7 +210,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     patient_ids: Vec::new(),
                 },
             )
-            .await?;
+            .await;
+            state.close().await;
+            let user = user?;
             println!(
                 "created user {} ({}) with id {}",
                 user.username, user.role, user.id

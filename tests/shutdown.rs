@@ -54,5 +54,19 @@ async fn sigterm_drains_in_flight_associations() {
 
     let node = env.start().await;
     assert_eq!(common::health(node.http_addr).await["instances"], 2);
+    // Both stores are in the audit trail: the events still queued when the last
+    // association ended were committed before the process exited.
+    let stores = glia::db::audit::list(
+        node.state.repo.connection(),
+        &glia::db::audit::AuditFilter {
+            action: Some("store".into()),
+            limit: 100,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(stores.len(), 2, "{stores:?}");
+    assert!(stores.iter().all(|r| r.outcome == "success"), "{stores:?}");
     node.stop().await;
 }

@@ -10,11 +10,13 @@ pub mod identity;
 pub mod jobs;
 pub mod record;
 pub mod repo;
+pub mod writer;
 
 use std::path::Path;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::SqliteConnectOptions;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 
 pub use record::InstanceRecord;
@@ -61,27 +63,32 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     // can never read from a stale WAL snapshot (a pooled connection whose statement
     // was left un-reset keeps its read transaction, and with it an old view of the
     // data and even of the schema).
-    let max_connections = if url.starts_with("sqlite://") {
-        1
-    } else {
-        max_connections.max(1)
-    };
+    let sqlite = url.starts_with("sqlite://");
+    let max_connections = if sqlite { 1 } else { max_connections.max(1) };
     let mut opts = ConnectOptions::new(url);
     opts.max_connections(max_connections)
         .min_connections(1)
+        // A pooled connection is pinged before every use: on PostgreSQL that catches a
+        // connection the server dropped; an embedded SQLite connection cannot be
+        // dropped, and the ping is a round trip to its worker thread per statement.
+        .test_before_acquire(!sqlite)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(false);
-    opts.map_sqlx_sqlite_opts(|o| {
-        o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-            .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true)
-            // LIKE is case-sensitive, as DICOM matching is (PostgreSQL agrees).
-            .pragma("case_sensitive_like", "ON")
-            .create_if_missing(true)
-    });
+    opts.map_sqlx_sqlite_opts(sqlite_pragmas);
     Ok(Database::connect(opts).await?)
+}
+
+/// The options every SQLite connection of the index gets (the pool's and the
+/// instance writer's).
+pub(crate) fn sqlite_pragmas(o: SqliteConnectOptions) -> SqliteConnectOptions {
+    o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30))
+        .foreign_keys(true)
+        // LIKE is case-sensitive, as DICOM matching is (PostgreSQL agrees).
+        .pragma("case_sensitive_like", "ON")
+        .create_if_missing(true)
 }
 
 /// Apply every pending migration.

@@ -13,12 +13,13 @@ use chrono::Utc;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, TransactionTrait,
+    DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, QueryTrait, TransactionTrait,
 };
 use tokio::sync::Mutex;
 
 use super::entities::{instance, patient, sequence_item, series, study};
 use super::record::{fuzzy_person_name, normalize_person_name, InstanceRecord};
+use super::writer::SqliteWriter;
 use super::DbError;
 use crate::config::DuplicatePolicy;
 
@@ -70,6 +71,8 @@ const SERIES_CACHE_MAX: usize = 50_000;
 pub struct IndexRepo {
     db: DatabaseConnection,
     write_lock: Option<Arc<Mutex<()>>>,
+    /// SQLite: the fast path's own connection (see `db::writer`); `None` = the pool.
+    writer: Option<Arc<SqliteWriter>>,
     series_cache: Arc<std::sync::Mutex<std::collections::HashMap<String, KnownSeries>>>,
 }
 
@@ -82,8 +85,18 @@ impl IndexRepo {
         Self {
             db,
             write_lock,
+            writer: None,
             series_cache: Arc::default(),
         }
+    }
+
+    /// On SQLite, give the one-INSERT fast path a connection of its own (`url` is the
+    /// pool's `database.url`); a no-op on other backends.
+    pub async fn with_sqlite_writer(mut self, url: &str) -> Result<Self, DbError> {
+        if self.db.get_database_backend() == DbBackend::Sqlite {
+            self.writer = Some(Arc::new(SqliteWriter::open(url).await?));
+        }
+        Ok(self)
     }
 
     fn known_series(&self, rec: &InstanceRecord) -> Option<i64> {
@@ -110,6 +123,13 @@ impl IndexRepo {
                 },
             );
         }
+    }
+
+    /// Close the pool (at shutdown, after the last write). sqlx's pool keeps a
+    /// maintenance task that spins once the runtime's timers stop, so a pool still
+    /// open when the runtime is dropped can keep the process from exiting.
+    pub async fn close(&self) -> Result<(), DbError> {
+        Ok(self.db.clone().close().await?)
     }
 
     /// The underlying connection (for migrations and health checks).
@@ -271,18 +291,24 @@ impl IndexRepo {
         // Fast path: a known series and the keep policy: one INSERT.
         if policy == DuplicatePolicy::Keep {
             if let Some(series_id) = self.known_series(rec) {
-                let n = instance::Entity::insert(instance_row(rec, series_id, blob_key))
+                let insert = instance::Entity::insert(instance_row(rec, series_id, blob_key))
                     .on_conflict(
                         OnConflict::column(instance::Column::SopInstanceUid)
                             .do_nothing()
                             .to_owned(),
                     )
-                    .do_nothing()
-                    .exec_without_returning(&self.db)
-                    .await?;
-                return Ok(match n {
-                    sea_orm::TryInsertResult::Inserted(n) if n > 0 => InsertOutcome::Inserted,
-                    _ => InsertOutcome::Duplicate,
+                    .do_nothing();
+                let inserted = match &self.writer {
+                    Some(w) => w.execute(insert.build(DbBackend::Sqlite)).await? > 0,
+                    None => matches!(
+                        insert.exec_without_returning(&self.db).await?,
+                        sea_orm::TryInsertResult::Inserted(n) if n > 0
+                    ),
+                };
+                return Ok(if inserted {
+                    InsertOutcome::Inserted
+                } else {
+                    InsertOutcome::Duplicate
                 });
             }
         }

@@ -242,7 +242,7 @@ impl Ingestor {
     ) -> Result<(Stored, InstanceIdentity), IngestError> {
         let threshold = self.bulk_threshold;
         let store = self.store.clone();
-        let (file, parsed) = tokio::task::spawn_blocking(move || {
+        let (file, parsed) = run_blocking(move || {
             let parsed = header::parse_and_validate(&file, &ctx, threshold).and_then(|record| {
                 let key = store.instance_key(
                     &record.study_instance_uid,
@@ -393,6 +393,22 @@ impl Ingestor {
                 Err(e.into())
             }
         }
+    }
+}
+
+/// Run a short blocking step (parse an object held in memory, write a local blob)
+/// for an async caller. On the multi-thread runtime it runs in place
+/// (`block_in_place`: this worker's other tasks move to another thread while it
+/// runs), which spares the caller a round trip through the blocking pool; elsewhere
+/// it goes to the blocking pool.
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        Ok(tokio::task::block_in_place(f))
+    } else {
+        tokio::task::spawn_blocking(f).await
     }
 }
 
