@@ -109,6 +109,9 @@ pub struct TrainArgs {
     /// Continue from these weights (same architecture) instead of a fresh start.
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// Share (0..1) of phantoms given a non-enhancing tumour on top of the random mix.
+    #[arg(long, default_value_t = 0.0)]
+    pub non_enhancing_share: f64,
 }
 
 /// `glia eval`: Dice on held-out phantoms.
@@ -227,6 +230,7 @@ pub fn run_train(a: TrainArgs) -> Result<(), AiError> {
         lr: a.lr,
         output: a.output,
         init: a.init,
+        non_enhancing_share: a.non_enhancing_share.clamp(0.0, 1.0),
     };
     let steps = train(&opts, &device)?;
     eprintln!("wrote {} after {steps} steps", opts.output.display());

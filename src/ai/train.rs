@@ -47,6 +47,10 @@ pub struct TrainOptions {
     /// Start from these weights (same architecture) instead of a fresh
     /// initialisation: continue a run with further steps.
     pub init: Option<PathBuf>,
+    /// Share of training phantoms given a non-enhancing tumour on top of the
+    /// random mix (0 = the mix of `TumourKind::Random` alone). Raising it teaches the
+    /// network that a tumour core without contrast uptake has no enhancing part.
+    pub non_enhancing_share: f64,
 }
 
 /// Region masks (TC, WT, ET) as 0/1 floats, `[3, N]` row-major.
@@ -187,11 +191,17 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<usize, AiError> {
                 .seed
                 .wrapping_mul(1_000_003)
                 .wrapping_add(step as u64 / 2);
+            // Drawn from the phantom's own seed, so the crop sequence stays the same.
+            let forced = Rng::new(seed ^ 0x4E45_4E48).unit() < opts.non_enhancing_share;
             let spec = PhantomSpec {
                 dims: opts.dims,
                 spacing: opts.spacing,
                 seed,
-                tumour: TumourKind::Random,
+                tumour: if forced {
+                    TumourKind::NonEnhancing
+                } else {
+                    TumourKind::Random
+                },
             };
             let ph = generate(&spec)?;
             let labels = ph.labels.labels;
@@ -296,7 +306,7 @@ fn save_weights(
     meta.insert(
         "glia.provenance".into(),
         format!(
-            "trained by `glia train` on synthetic phantoms only (no patient data): seed {}, {} steps, {:.0} s, phantom {:?} @ {:?} mm, crop {:?}, lr {}{}",
+            "trained by `glia train` on synthetic phantoms only (no patient data): seed {}, {} steps, {:.0} s, phantom {:?} @ {:?} mm, crop {:?}, lr {}{}{}",
             opts.seed,
             steps,
             secs,
@@ -304,6 +314,11 @@ fn save_weights(
             opts.spacing,
             opts.crop,
             opts.lr,
+            if opts.non_enhancing_share > 0.0 {
+                format!(", non-enhancing share {}", opts.non_enhancing_share)
+            } else {
+                String::new()
+            },
             init_sha
                 .map(|h| format!(", continued from weights with sha256 {h}"))
                 .unwrap_or_default()
@@ -432,6 +447,7 @@ mod tests {
             lr: 1e-3,
             output: out,
             init: None,
+            non_enhancing_share: 0.0,
         }
     }
 
