@@ -5,6 +5,7 @@
 
 pub mod ai;
 pub mod audit;
+mod backfill;
 pub mod entities;
 pub mod identity;
 pub mod jobs;
