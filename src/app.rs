@@ -37,7 +37,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The last step of a run (`serve` after the listeners drained, `import`):
+    /// The last step of a run (`serve` after the listeners drained, `import`,
+    /// `user add`):
     /// commit the audit events still queued, then close the index database.
     pub async fn close(&self) {
         self.audit.flush().await;

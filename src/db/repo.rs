@@ -5,7 +5,8 @@
 //! and received-at times, atomically with it. A new series (or a replacement) is one
 //! transaction: upsert patient, study and series, then the instance. On SQLite writes
 //! are serialised by a process-wide lock (one writer anyway; no `SQLITE_BUSY` on lock
-//! upgrades); on PostgreSQL the triggers' row locks keep concurrent counters exact.
+//! upgrades), and the one-INSERT path runs on a connection of its own outside the pool
+//! (`db::writer`); on PostgreSQL the triggers' row locks keep concurrent counters exact.
 
 use std::sync::Arc;
 
